@@ -1,0 +1,352 @@
+"""Safe extraction of untrusted archives (tar, tar.gz/bz2/xz, zip) and safe copying of folders.
+
+Nothing from the archive decides where bytes go or what kind of file is made: every member name
+is checked (no absolute paths, no ``..``), links must stay inside the destination and are
+materialised as plain copies (no symlink is ever created, so no later member can write through
+one), devices, FIFOs and sockets are refused, and the total bytes written and the member count
+are capped while writing, so a decompression bomb is stopped however its headers lie. The first
+offending member rejects the whole archive; callers extract into a temporary directory that is
+removed on error.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import posixpath
+import re
+import stat
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgpipe.errors import SourceError, UnsafeArchiveError
+
+CHUNK = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_MAX_LINK_TARGET = 4096
+
+
+@dataclass
+class Budget:
+    """Counts members and bytes written against the configured limits."""
+
+    source: str
+    max_bytes: int
+    max_members: int
+    members: int = 0
+    files: int = 0
+    bytes: int = 0
+    skipped_links: list[str] = field(default_factory=list)
+
+    def member(self, name: str) -> None:
+        self.members += 1
+        if self.members > self.max_members:
+            raise UnsafeArchiveError(
+                f"{self.source}: more than download.max_members={self.max_members} members "
+                f"(at member {name!r}); refusing a possible decompression bomb")
+
+    def add(self, n: int, name: str) -> None:
+        self.bytes += n
+        if self.bytes > self.max_bytes:
+            raise UnsafeArchiveError(
+                f"{self.source}: expands beyond download.max_extract_bytes={self.max_bytes} bytes "
+                f"at member {name!r}; refusing a possible decompression bomb")
+
+
+def member_parts(name: str, source: str) -> tuple[str, ...]:
+    """The safe relative path of an archive member, or :class:`UnsafeArchiveError`."""
+    norm = name.replace("\\", "/")  # zips made on Windows may use backslashes
+    if norm.startswith("/") or _DRIVE.match(norm):
+        raise UnsafeArchiveError(f"{source}: member {name!r} has an absolute path")
+    parts = tuple(p for p in norm.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeArchiveError(f"{source}: member {name!r} points outside the destination ('..')")
+    if any("\x00" in p for p in parts):
+        raise UnsafeArchiveError(f"{source}: member {name!r} has a NUL byte in its name")
+    return parts
+
+
+def link_target(parts: tuple[str, ...], target: str, name: str, source: str, kind: str) -> tuple[str, ...]:
+    """Where a symlink (relative to its folder) or hard link (relative to the root) points."""
+    norm = target.replace("\\", "/")
+    if norm.startswith("/") or _DRIVE.match(norm):
+        raise UnsafeArchiveError(f"{source}: {kind} {name!r} points outside the destination ({target!r})")
+    base = "/".join(parts[:-1]) if kind == "symlink" else ""
+    joined = posixpath.normpath(posixpath.join(base, norm)) if norm else "."
+    if joined == ".." or joined.startswith("../"):
+        raise UnsafeArchiveError(f"{source}: {kind} {name!r} points outside the destination ({target!r})")
+    return tuple(p for p in joined.split("/") if p not in ("", "."))
+
+
+def _target(dest: Path, parts: tuple[str, ...], name: str, source: str) -> Path:
+    if not parts:
+        raise UnsafeArchiveError(f"{source}: member {name!r} has an empty path")
+    path = dest.joinpath(*parts)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UnsafeArchiveError(f"{source}: member {name!r} is inside something that is not a folder") from None
+    if path.is_dir():
+        raise UnsafeArchiveError(f"{source}: member {name!r} would replace a folder")
+    return path
+
+
+def _write(fh, path: Path, budget: Budget, name: str) -> None:
+    budget.files += 1
+    with open(path, "wb") as out:
+        while chunk := fh.read(CHUNK):
+            budget.add(len(chunk), name)
+            out.write(chunk)
+
+
+def _copy_inside(dest: Path, src_parts: tuple[str, ...], path: Path, budget: Budget, name: str) -> bool:
+    """Materialise a link as a copy of the regular file it names; False if it names none."""
+    src = dest.joinpath(*src_parts) if src_parts else dest
+    if not src.is_file() or src.is_symlink():
+        return False
+    with open(src, "rb") as fh:
+        _write(fh, path, budget, name)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Archives
+
+
+def archive_type(path: Path) -> str | None:
+    """``tar`` (plain or gzip/bz2/xz-compressed) or ``zip``, from the leading bytes, not the name."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
+        return "zip"
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return "tar"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    try:
+        return "tar" if tarfile.is_tarfile(path) else None
+    except OSError:
+        return None
+
+
+_CORRUPT = (tarfile.ReadError, tarfile.HeaderError, EOFError, zlib.error, gzip.BadGzipFile,
+            lzma.LZMAError, zipfile.BadZipFile)
+
+
+def extract_archive(path: Path, dest: Path, budget: Budget) -> None:
+    kind = archive_type(path)
+    if kind is None:
+        raise SourceError(f"{budget.source}: not a supported archive (.tar, .tar.gz, .tgz, .tar.bz2, "
+                          ".tar.xz, .zip) or folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        (extract_zip if kind == "zip" else extract_tar)(path, dest, budget)
+    except UnsafeArchiveError:
+        raise
+    except _CORRUPT as exc:
+        what = "zip" if kind == "zip" else "archive"
+        raise SourceError(f"{budget.source}: corrupt or truncated {what}: "
+                          f"{exc or type(exc).__name__}") from None
+    except OSError as exc:
+        raise SourceError(f"{budget.source}: cannot extract: {exc.strerror or exc}") from None
+
+
+def extract_tar(path: Path, dest: Path, budget: Budget) -> None:
+    """One streaming pass (``r|*``): constant memory, and each member is checked before it is
+    written."""
+    source = budget.source
+    symlinks: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tf:
+        for member in tf:
+            name = member.name
+            budget.member(name)
+            parts = member_parts(name, source)
+            if member.isdir():
+                if parts:
+                    _mkdir(dest, parts, name, source)
+            elif member.issparse():
+                raise UnsafeArchiveError(f"{source}: member {name!r} is a sparse file (not supported)")
+            elif member.isreg():
+                fh = tf.extractfile(member)
+                assert fh is not None
+                _write(fh, _target(dest, parts, name, source), budget, name)
+            elif member.issym():
+                symlinks.append((name, parts, link_target(parts, member.linkname, name, source, "symlink")))
+            elif member.islnk():
+                target = link_target(parts, member.linkname, name, source, "hard link")
+                if not _copy_inside(dest, target, _target(dest, parts, name, source), budget, name):
+                    raise UnsafeArchiveError(
+                        f"{source}: hard link {name!r} names {member.linkname!r}, not an earlier file")
+            elif member.ischr() or member.isblk():
+                raise UnsafeArchiveError(f"{source}: member {name!r} is a device file")
+            elif member.isfifo():
+                raise UnsafeArchiveError(f"{source}: member {name!r} is a FIFO")
+            else:
+                raise UnsafeArchiveError(f"{source}: member {name!r} has unsupported type {member.type!r}")
+    _materialise_symlinks(dest, symlinks, budget)
+
+
+def _mkdir(dest: Path, parts: tuple[str, ...], name: str, source: str) -> None:
+    path = dest.joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UnsafeArchiveError(f"{source}: folder {name!r} collides with a file") from None
+
+
+def _materialise_symlinks(dest: Path, links: list[tuple[str, tuple[str, ...], tuple[str, ...]]],
+                          budget: Budget) -> None:
+    """Inside links become copies of the file they name (in archive order, so chains resolve);
+    links to folders or to nothing are skipped and recorded."""
+    for name, parts, target in links:
+        path = _target(dest, parts, name, budget.source)
+        if not _copy_inside(dest, target, path, budget, name):
+            budget.skipped_links.append(name)
+
+
+def _zip_mode(info: zipfile.ZipInfo) -> int:
+    return info.external_attr >> 16 if info.create_system == 3 else 0  # 3: made on Unix
+
+
+def extract_zip(path: Path, dest: Path, budget: Budget) -> None:
+    """The central directory is checked first (member count, declared sizes, types), then each
+    member is written with the running byte count, which does not trust the declared sizes."""
+    source = budget.source
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        declared = 0
+        for info in infos:
+            budget.member(info.filename)
+            member_parts(info.filename, source)
+            declared += info.file_size
+            if declared > budget.max_bytes:
+                budget.add(declared, info.filename)  # raises with the member's name
+            if info.flag_bits & 0x1:
+                raise UnsafeArchiveError(f"{source}: member {info.filename!r} is encrypted")
+            _check_zip_type(info, source)
+        symlinks = []
+        for info in infos:
+            name, parts = info.filename, member_parts(info.filename, source)
+            if stat.S_ISLNK(_zip_mode(info)):
+                with zf.open(info) as fh:
+                    target = fh.read(_MAX_LINK_TARGET + 1).decode("utf-8", "replace")
+                if len(target) > _MAX_LINK_TARGET:
+                    raise UnsafeArchiveError(f"{source}: symlink {name!r} has an oversized target")
+                symlinks.append((name, parts, link_target(parts, target, name, source, "symlink")))
+            elif info.is_dir():
+                if parts:
+                    _mkdir(dest, parts, name, source)
+            else:
+                with zf.open(info) as fh:
+                    _write(fh, _target(dest, parts, name, source), budget, name)
+    _materialise_symlinks(dest, symlinks, budget)
+
+
+def _check_zip_type(info: zipfile.ZipInfo, source: str) -> None:
+    mode = _zip_mode(info)
+    if not mode or stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+        return
+    kind = "FIFO" if stat.S_ISFIFO(mode) else "device file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+        else "socket" if stat.S_ISSOCK(mode) else "special file"
+    raise UnsafeArchiveError(f"{source}: member {info.filename!r} is a {kind}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def copy_tree(src: Path, dest: Path, budget: Budget) -> list[tuple[str, str, int]]:
+    """Copy a local folder without following links out of it or opening special files.
+
+    Returns ``(relative path, sha256, size)`` per copied file, sorted, for the folder's checksum.
+    Hidden entries (``.git``, ``.DS_Store``) are not copied; later stages ignore them anyway.
+    """
+    import hashlib
+
+    root = src.resolve()
+    out: list[tuple[str, str, int]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        for name in sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]:
+            if _hidden(name):
+                continue
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            budget.member(rel)
+            real = _inside_or_refuse(path, root, rel, budget.source)
+            if real is None:
+                budget.skipped_links.append(rel)  # dangling
+                continue
+            st = os.stat(real) if path.is_symlink() else os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                budget.skipped_links.append(rel)  # an inside link to a folder: its files are copied anyway
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "device file" if (
+                    stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "special file"
+                raise UnsafeArchiveError(f"{budget.source}: {rel!r} is a {kind}")
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # O_NOFOLLOW | O_NONBLOCK: a file swapped for a link or FIFO after the check is not followed
+            # or waited on.
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise UnsafeArchiveError(f"{budget.source}: {rel!r} is not a regular file")
+                digest, size = hashlib.sha256(), 0
+                budget.files += 1
+                with open(target, "wb") as fout:
+                    while chunk := fh.read(CHUNK):
+                        budget.add(len(chunk), rel)
+                        digest.update(chunk)
+                        size += len(chunk)
+                        fout.write(chunk)
+            out.append((rel, digest.hexdigest(), size))
+        for d in list(dirnames):
+            if (here / d).is_symlink():
+                dirnames.remove(d)
+    return sorted(out)
+
+
+def _inside_or_refuse(path: Path, root: Path, rel: str, source: str) -> Path | None:
+    """The path to read for ``path``: itself, or for a symlink its target inside ``root``."""
+    if not path.is_symlink():
+        return path
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise UnsafeArchiveError(f"{source}: symlink {rel!r} points outside the folder ({os.readlink(path)!r})")
+    if not real.exists():
+        return None
+    return real
+
+
+def manifest_sha256(entries: list[tuple[str, str, int]]) -> str:
+    """sha256 of ``sha256sum``-style lines (``<hex>  <path>``) sorted by path: a folder's checksum.
+
+    For a folder without links this equals, run inside it: ``find . -type f ! -path '*/.*'
+    -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum``.
+    """
+    import hashlib
+
+    lines = "".join(f"{sha}  {rel}\n" for rel, sha, _size in sorted(entries, key=lambda e: e[0].encode()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def single_top_folder(staging: Path) -> str | None:
+    """The one visible top-level folder everything sits under, if any (not a split folder)."""
+    from imgpipe.rawdata import SPLIT_DIRS
+
+    entries = [p for p in staging.iterdir() if not _hidden(p.name)]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink() \
+            and entries[0].name.lower() not in SPLIT_DIRS:
+        return entries[0].name
+    return None

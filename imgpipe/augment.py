@@ -1,0 +1,208 @@
+"""Offline, seeded augmentation of the train split into memory-mappable arrays.
+
+Each augmented copy draws its parameters from ``default_rng([seed, copy])`` for the whole train
+split at once, and the pixel work runs in fixed-size batches, so the bytes do not depend on
+batching. Geometry (crop, rotation, flips) is one affine warp per image; colour jitter
+(brightness, contrast, saturation, hue) is per-image arithmetic. val and test are copied as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgpipe.params import AugmentParams
+
+BATCH = 512
+
+
+@dataclass(frozen=True)
+class AugmentDraws:
+    """Per-image random parameters of one augmented copy."""
+
+    flip_h: np.ndarray  # bool
+    flip_v: np.ndarray  # bool
+    angle: np.ndarray  # radians
+    crop_w: np.ndarray  # crop width as a share of the image width
+    crop_h: np.ndarray
+    crop_cx: np.ndarray  # crop centre in [-1, 1] coordinates
+    crop_cy: np.ndarray
+    brightness: np.ndarray  # multiplicative factors
+    contrast: np.ndarray
+    saturation: np.ndarray
+    hue: np.ndarray  # share of a full turn
+
+
+def draw(cfg: AugmentParams, n: int, copy: int) -> AugmentDraws:
+    """Sample every parameter for ``n`` images; disabled operations get identity values."""
+    rng = np.random.default_rng([cfg.seed, copy])
+    u = rng.random((n, 11))
+    ones, zeros = np.ones(n), np.zeros(n)
+    if cfg.crop:
+        area = cfg.crop_scale_min + (1 - cfg.crop_scale_min) * u[:, 3]
+        log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[:, 4]
+        ratio = np.exp(log_ratio)
+        crop_w = np.minimum(np.sqrt(area * ratio), 1.0)
+        crop_h = np.minimum(np.sqrt(area / ratio), 1.0)
+        crop_cx = (1 - crop_w) * (2 * u[:, 5] - 1)
+        crop_cy = (1 - crop_h) * (2 * u[:, 6] - 1)
+    else:
+        crop_w, crop_h, crop_cx, crop_cy = ones, ones, zeros, zeros
+    angle = np.deg2rad(cfg.rotate_degrees * (2 * u[:, 2] - 1)) if cfg.rotate else zeros
+    jitter = u[:, 7:10]
+
+    def factor(strength: float, col: np.ndarray) -> np.ndarray:
+        return 1 + strength * (2 * col - 1) if cfg.color else ones
+
+    return AugmentDraws(
+        flip_h=(u[:, 0] < 0.5) & cfg.hflip,
+        flip_v=(u[:, 1] < 0.5) & cfg.vflip,
+        angle=angle,
+        crop_w=crop_w,
+        crop_h=crop_h,
+        crop_cx=crop_cx,
+        crop_cy=crop_cy,
+        brightness=factor(cfg.brightness, jitter[:, 0]),
+        contrast=factor(cfg.contrast, jitter[:, 1]),
+        saturation=factor(cfg.saturation, jitter[:, 2]),
+        hue=cfg.hue * (2 * u[:, 10] - 1) if cfg.color else zeros,
+    )
+
+
+def _affine_theta(d: AugmentDraws, sl: slice, height: int, width: int):
+    """Per-image 2x3 matrices mapping output to input coordinates for ``affine_grid``."""
+    import torch
+
+    n = sl.stop - sl.start
+    cos, sin = np.cos(d.angle[sl]), np.sin(d.angle[sl])
+    aspect = width / height
+    # Rotate in pixel units (not the squashed [-1, 1] box) so non-square images rotate rigidly.
+    rot = np.stack(
+        [np.stack([cos, -sin / aspect], -1), np.stack([sin * aspect, cos], -1)], axis=-2
+    )
+    flip = np.stack([np.where(d.flip_h[sl], -1.0, 1.0), np.where(d.flip_v[sl], -1.0, 1.0)], -1)
+    scale = np.stack([d.crop_w[sl], d.crop_h[sl]], -1)
+    linear = scale[:, :, None] * rot * flip[:, None, :]
+    theta = np.zeros((n, 2, 3))
+    theta[:, :, :2] = linear
+    theta[:, 0, 2] = d.crop_cx[sl]
+    theta[:, 1, 2] = d.crop_cy[sl]
+    return torch.from_numpy(theta).to(torch.float32)
+
+
+def _hue_matrices(hue: np.ndarray):
+    """RGB->RGB matrices rotating chroma in YIQ space by ``hue`` turns."""
+    import torch
+
+    to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    from_yiq = np.linalg.inv(to_yiq)
+    angle = 2 * np.pi * hue
+    cos, sin = np.cos(angle), np.sin(angle)
+    rot = np.zeros((hue.size, 3, 3))
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+    return torch.from_numpy(from_yiq @ rot @ to_yiq).to(torch.float32)
+
+
+def augment_batch(images: np.ndarray, d: AugmentDraws, sl: slice) -> np.ndarray:
+    """Augment uint8 ``(B, H, W, C)`` images with the draws ``d[sl]``; returns uint8 of the same shape."""
+    import torch
+    import torch.nn.functional as F
+
+    n, height, width, channels = images.shape
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    theta = _affine_theta(d, sl, height, width)
+    if not torch.all(theta == torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])):
+        grid = F.affine_grid(theta, [n, channels, height, width], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def per_image(values: np.ndarray):
+        return torch.from_numpy(values[sl]).to(torch.float32).view(n, 1, 1, 1)
+
+    x = x * per_image(d.brightness)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    grey = (x * weights).sum(1, keepdim=True) if channels == 3 else x
+    x = (x - grey.mean((2, 3), keepdim=True)) * per_image(d.contrast) + grey.mean((2, 3), keepdim=True)
+    if channels == 3:
+        grey = (x * weights).sum(1, keepdim=True)
+        x = (x - grey) * per_image(d.saturation) + grey
+        if np.any(d.hue[sl] != 0):
+            x = torch.einsum("nij,njhw->nihw", _hue_matrices(d.hue[sl]), x)
+    out = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+    return out.contiguous().numpy()
+
+
+def channel_stats(images: np.ndarray, batch: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std on the 0..1 scale, accumulated in float64 batch by batch."""
+    channels = images.shape[-1]
+    total = np.zeros(channels)
+    total_sq = np.zeros(channels)
+    count = 0
+    for start in range(0, images.shape[0], batch):
+        chunk = np.asarray(images[start : start + batch], dtype=np.float64) / 255.0
+        total += chunk.sum((0, 1, 2))
+        total_sq += (chunk**2).sum((0, 1, 2))
+        count += chunk.shape[0] * chunk.shape[1] * chunk.shape[2]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
+    # Rounded so the JSON is stable against last-bit differences in summation.
+    return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
+
+
+def write_train_split(
+    images: np.ndarray, labels: np.ndarray, cfg: AugmentParams, x_path: Path, y_path: Path, progress=None
+) -> int:
+    """Write originals followed by ``cfg.copies`` augmented copies; returns the row count."""
+    n = images.shape[0]
+    rows = n * (1 + cfg.copies)
+    out = np.lib.format.open_memmap(x_path, mode="w+", dtype=np.uint8, shape=(rows, *images.shape[1:]))
+    out[:n] = images
+    for copy in range(1, cfg.copies + 1):
+        d = draw(cfg, n, copy)
+        for start in range(0, n, BATCH):
+            sl = slice(start, min(start + BATCH, n))
+            out[copy * n + sl.start : copy * n + sl.stop] = augment_batch(images[sl], d, sl)
+            if progress is not None:
+                progress.update(sl.stop - sl.start)
+    out.flush()
+    del out
+    np.save(y_path, np.tile(np.asarray(labels, dtype=np.int64), 1 + cfg.copies))
+    return rows
+
+
+def build(dataset, preprocessed_dir: Path, out_dir: Path, cfg: AugmentParams, classes: list[str]) -> dict:
+    """Write ``{split}_x.npy``/``{split}_y.npy``, ``norm.json`` and ``meta.json`` into ``out_dir``."""
+    from tqdm import tqdm
+
+    from imgpipe.io import write_json
+    from imgpipe.shards import gather
+
+    counts = {}
+    shape = None
+    norm = None
+    for split in ("train", "val", "test"):
+        rows = dataset[dataset["split"] == split]
+        if rows.empty:
+            raise ValueError(f"the {split} split is empty")
+        images = gather(preprocessed_dir, rows["shard"].to_numpy(), rows["shard_offset"].to_numpy())
+        labels = rows["label_index"].to_numpy(dtype=np.int64)
+        shape = images.shape[1:]
+        if split == "train":
+            mean, std = channel_stats(images)
+            norm = {"mean": mean, "std": std}
+            with tqdm(total=len(images) * cfg.copies, desc="augment", unit="img", disable=None) as bar:
+                counts[split] = write_train_split(
+                    images, labels, cfg, out_dir / "train_x.npy", out_dir / "train_y.npy", bar
+                )
+        else:
+            np.save(out_dir / f"{split}_x.npy", images)
+            np.save(out_dir / f"{split}_y.npy", labels)
+            counts[split] = len(images)
+        counts[f"{split}_originals"] = len(images)
+    write_json(out_dir / "norm.json", norm)
+    meta = {"classes": list(classes), "counts": counts, "height": shape[0], "width": shape[1], "channels": shape[2]}
+    write_json(out_dir / "meta.json", meta)
+    return meta

@@ -1,0 +1,75 @@
+"""CNN architectures selectable with ``train.model``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LeNet(nn.Module):
+    """The seed tutorial's LeNet-style network (two 5x5 convs, three linear layers)."""
+
+    def __init__(self, in_channels: int, num_classes: int, size: tuple[int, int] = (32, 32)):
+        super().__init__()
+        height, width = ((size[0] - 4) // 2 - 4) // 2, ((size[1] - 4) // 2 - 4) // 2
+        if height < 1 or width < 1:
+            raise ValueError(f"LeNet needs images of at least 16x16 pixels, got {size[0]}x{size[1]}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * height * width, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+
+
+class _Stage(nn.Module):
+    """conv -> pool, then a residual pair of convs."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.down = nn.Sequential(_conv_bn(cin, cout), nn.MaxPool2d(2))
+        self.body = nn.Sequential(_conv_bn(cout, cout), _conv_bn(cout, cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)
+        return x + self.body(x)
+
+
+class ResNet(nn.Module):
+    """A small residual CNN in the spirit of airbench: three pooled stages, BN, GELU."""
+
+    def __init__(self, in_channels: int, num_classes: int, size: tuple[int, int] = (32, 32),
+                 widths: tuple[int, int, int] = (32, 64, 128)):
+        super().__init__()
+        if min(size) < 8:
+            raise ValueError(f"ResNet needs images of at least 8x8 pixels, got {size[0]}x{size[1]}")
+        self.stem = _conv_bn(in_channels, widths[0])
+        self.stages = nn.Sequential(
+            _Stage(widths[0], widths[0]), _Stage(widths[0], widths[1]), _Stage(widths[1], widths[2])
+        )
+        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(widths[2], num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+ARCHITECTURES = {"lenet": LeNet, "resnet": ResNet}
+
+
+def build_model(name: str, in_channels: int, num_classes: int, size: tuple[int, int]) -> nn.Module:
+    try:
+        cls = ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(ARCHITECTURES)}") from None
+    return cls(in_channels, num_classes, size)

@@ -1,0 +1,100 @@
+"""End-to-end fixtures: a temporary git clone of this project, driven with the real dvc CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[2]
+# The real config, shrunk: fewer epochs and copies so the e2e tier stays quick on 2 cores.
+SHRINK = {"train.epochs": 3, "augment.copies": 1}
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@example.invalid",
+    "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@example.invalid",
+}
+
+
+def project_files() -> list[str]:
+    """What a clone of the project holds: tracked plus untracked-but-not-ignored files."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=PROJECT, check=True, capture_output=True,
+    ).stdout.decode()
+    skip = ("data/", "models/", "metrics/", "dvc.lock")
+    return sorted(f for f in out.split("\0") if f and not f.startswith(skip) and (PROJECT / f).is_file())
+
+
+def env() -> dict:
+    e = dict(os.environ, **GIT_ID, DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="false", TQDM_DISABLE="1")
+    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e.get("PATH", "")
+    e.pop("DVC_ROOT", None)
+    return e
+
+
+class Clone:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(args, cwd=self.root, env=env(), capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} failed ({proc.returncode})\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(sys.executable, "-m", "dvc", *args, check=check)
+
+    def git(self, *args: str) -> str:
+        return self.run("git", *args).stdout
+
+    def set_params(self, updates: dict) -> None:
+        path = self.root / "params.yaml"
+        data = yaml.safe_load(path.read_text())
+        for dotted, value in updates.items():
+            section, key = dotted.split(".", 1)
+            data[section][key] = value
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.root / "params.yaml").read_text())
+
+    def commit(self, message: str) -> None:
+        self.git("add", "-A")
+        self.git("commit", "-qm", message)
+
+
+def ran_stages(output: str) -> list[str]:
+    """Stages dvc actually executed, from its 'Running stage' lines."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def make_clone(root: Path, overrides: dict | None = None) -> Clone:
+    root.mkdir(parents=True)
+    for rel in project_files():
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT / rel, dest)
+    clone = Clone(root)
+    clone.git("init", "-q", "-b", "main")
+    clone.set_params({**SHRINK, **(overrides or {})})
+    clone.commit("clone")
+    return clone
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory) -> Clone:
+    """A clone on which `dvc repro` has run once; tests that change it use their own clone."""
+    clone = make_clone(tmp_path_factory.mktemp("repro") / "project")
+    proc = clone.dvc("repro")
+    clone.first_output = proc.stdout + proc.stderr
+    clone.first_lock = (clone.root / "dvc.lock").read_text()
+    return clone

@@ -1,0 +1,8 @@
+"""Preprocess tests: every test image is generated here with PIL/numpy (no shared data)."""
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)

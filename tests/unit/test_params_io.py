@@ -1,0 +1,71 @@
+import os
+
+import pytest
+
+from imgpipe import params
+from imgpipe.errors import PipelineError
+from imgpipe.io import atomic_dir, atomic_file, dumps_json
+
+
+def test_repo_params_file_loads_every_section():
+    data = params.read_params_file(params.PARAMS_FILE)
+    for name in params.SECTIONS:
+        params.load_section(name, data=data)
+
+
+def test_unknown_key_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 3\n  learning_rate: 0.1\n")
+    with pytest.raises(PipelineError, match=r"train\.learning_rate"):
+        params.load_section("train", path)
+
+
+def test_wrong_type_is_an_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("preprocess:\n  mode: CMYK\n")
+    with pytest.raises(PipelineError, match=r"preprocess\.mode"):
+        params.load_section("preprocess", path)
+
+
+def test_not_yaml_is_an_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        params.read_params_file(path)
+
+
+def test_atomic_dir_replaces_on_success_and_keeps_old_on_failure(tmp_path):
+    final = tmp_path / "out"
+    with atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("one")
+    assert (final / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert (final / "a.txt").read_text() == "one"
+    assert os.listdir(tmp_path) == ["out"], "no temporary directory may be left behind"
+
+
+def test_atomic_file_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(ValueError), atomic_file(tmp_path / "x.bin") as tmp:
+        tmp.write_bytes(b"partial")
+        raise ValueError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_is_canonical():
+    assert dumps_json({"b": 1, "a": [1.5]}) == '{\n  "a": [\n    1.5\n  ],\n  "b": 1\n}\n'
+
+
+def test_atomic_dir_cleans_up_what_a_killed_run_left(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f".out.tmp-{dead}-abcdef12"
+    stale.mkdir()
+    (stale / "half.bin").write_bytes(b"x")
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
