@@ -229,10 +229,14 @@ def jpeg_plain_header(data: bytes) -> tuple[int, int, int] | None:
 
 
 def _plain_jpeg(data: bytes, cfg: PreprocessParams, suffix: str | None) -> tuple[np.ndarray, Original] | None:
-    """The hot path for the most common input, a small plain JPEG: one libjpeg call through
-    ``Image.frombytes``, skipping Pillow's pure-Python header parsing, which costs as much as
-    decoding a 32x32 image. Pixels are identical to the full path (same decoder, same
-    arguments; tests hold the two together). Large JPEGs take the full path, which drafts."""
+    """The hot path for the most common input, a small plain JPEG, decoded with simplejpeg
+    (libjpeg-turbo straight into a numpy array): about 4x faster than Pillow for a 32x32 image,
+    whose cost is mostly Python-level setup. Same libjpeg settings (accurate IDCT, fancy
+    upsampling), so the pixels equal Pillow's; tests hold the two together. Anything simplejpeg
+    complains about (a truncated file, say) goes to the full Pillow path, which names the problem.
+    Large JPEGs take the full path too, which drafts."""
+    import simplejpeg
+
     header = jpeg_plain_header(data)
     if header is None:
         return None
@@ -245,10 +249,19 @@ def _plain_jpeg(data: bytes, cfg: PreprocessParams, suffix: str | None) -> tuple
     check_pixels((width, height), cfg.max_pixels)
     mode = "L" if components == 1 else "RGB"
     try:
-        im = Image.frombytes(mode, (width, height), data, "jpeg", mode, "")
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise _load_error(exc, "JPEG") from None
-    return image_to_pixels(im, cfg), Original(width, height, mode, "JPEG")
+        array = simplejpeg.decode_jpeg(data, colorspace="GRAY" if mode == "L" else "RGB",
+                                       fastdct=False, fastupsample=False, strict=True)
+    except ValueError:
+        return None
+    if array.shape[:2] != (height, width):
+        return None
+    original = Original(width, height, mode, "JPEG")
+    if mode == cfg.mode and (height, width) == (target_h, target_w):
+        pixels = array.reshape(height, width, cfg.channels)
+        pixels.setflags(write=False)
+        return pixels, original
+    plane = array[:, :, 0] if mode == "L" else array
+    return image_to_pixels(Image.fromarray(plane), cfg), original
 
 
 def to_model_pixels(

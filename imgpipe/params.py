@@ -7,7 +7,7 @@ instead of being silently ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,6 +17,7 @@ from imgpipe.errors import PipelineError
 PARAMS_FILE = Path("params.yaml")
 
 Policy = Literal["drop", "quarantine", "fail"]
+Byte = Annotated[int, Field(ge=0, le=255)]
 
 
 class _Section(BaseModel):
@@ -47,9 +48,9 @@ class DownloadParams(_Section):
 
 class PreprocessParams(_Section):
     mode: Literal["L", "RGB"] = "RGB"
-    size: tuple[int, int] = (32, 32)
+    size: tuple[Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]] = (32, 32)
     resize: Literal["stretch", "center_crop", "letterbox"] = "stretch"
-    background: tuple[int, int, int] = (255, 255, 255)
+    background: tuple[Byte, Byte, Byte] = (255, 255, 255)
     max_pixels: int = Field(89_478_485, gt=0)
     shard_max_mb: float = Field(256.0, gt=0)
     workers: int = Field(0, ge=0)

@@ -26,7 +26,7 @@ import numpy as np
 
 from imgpipe import decode, features
 from imgpipe.errors import PipelineError
-from imgpipe.io import atomic_dir, dumps_json, write_parquet
+from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.params import PreprocessParams
 from imgpipe.rawdata import FILES_DIR, RawItem, SourceInfo, is_array_layout, iter_array_files, list_items
 from imgpipe.shards import ShardWriter
@@ -206,6 +206,8 @@ def array_chunks(
             part = np.ascontiguousarray(images[start : start + size])
             items = tuple(RawItem(f"{rel}#{i}", split, rel, i) for i in range(start, start + len(part)))
             yield Chunk(items, images=part, orig_format=fmt)
+        # Let this file's arrays go before the next one loads: one array file in memory at a time.
+        del images, _labels
 
 
 def ordered_map(chunks: Iterator[Chunk], cfg: PreprocessParams, workers: int) -> Iterator[ChunkResult]:
@@ -277,7 +279,10 @@ class ManifestBuilder:
                 data[name] = np.concatenate(parts)
             else:
                 values = [v for part in parts for v in part]
-                data[name] = np.asarray(values, dtype=np.int64) if name in INT_COLUMNS else pd.array(values, dtype="str")
+                if name in INT_COLUMNS:
+                    data[name] = np.asarray(values, dtype=np.int64)
+                else:  # "str" (large_string in parquet), also when empty
+                    data[name] = pd.array(values, dtype="str")
         return pd.DataFrame(data, columns=self.names)
 
     def rejects_frame(self):
@@ -312,7 +317,8 @@ def run(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, progress: bool =
     workers = resolve_workers(cfg.workers)
     size = chunk_size(cfg)
     height, width = cfg.size
-    bar = tqdm(total=0, unit="img", desc="preprocess", file=sys.stderr, disable=not progress, smoothing=0.1)
+    # disable=None: a bar on a terminal, none in CI logs (where it would be thousands of lines).
+    bar = tqdm(total=0, unit="img", desc="preprocess", file=sys.stderr, disable=None if progress else True)
 
     def grow_total(n: int) -> None:
         bar.total += n
@@ -360,7 +366,7 @@ def run(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, progress: bool =
                 "rejects_by_reason": by_reason,
                 "shards": shards,
             }
-            (tmp / INFO_FILE).write_text(dumps_json(info_json))
+            write_json(tmp / INFO_FILE, info_json)
     finally:
         bar.close()
     return {**counts, "rejects_by_reason": by_reason, "shards": len(shards), "workers": workers}

@@ -27,6 +27,20 @@ def test_wrong_type_is_an_error(tmp_path):
         params.load_section("preprocess", path)
 
 
+@pytest.mark.parametrize("body", ["size: [0, 32]", "background: [255, 300, 0]", "size: [32]"])
+def test_preprocess_bounds(tmp_path, body):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"preprocess:\n  {body}\n")
+    with pytest.raises(PipelineError, match=r"preprocess\.(size|background)"):
+        params.load_section("preprocess", path)
+
+
+def test_numeric_classes_become_text(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("labels:\n  classes: [0, 1, 2]\n")
+    assert params.load_section("labels", path).classes == ("0", "1", "2")
+
+
 def test_not_yaml_is_an_error(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train: [unclosed\n")
