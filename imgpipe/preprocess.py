@@ -28,7 +28,15 @@ from imgpipe import decode, features
 from imgpipe.errors import PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.params import PreprocessParams
-from imgpipe.rawdata import FILES_DIR, RawItem, SourceInfo, is_array_layout, iter_array_files, list_items
+from imgpipe.rawdata import (
+    FILES_DIR,
+    RawItem,
+    SourceInfo,
+    is_array_layout,
+    iter_array_files,
+    list_items,
+    pack_name,
+)
 from imgpipe.shards import ShardWriter
 
 MANIFEST_FILE = "manifest.parquet"
@@ -136,6 +144,33 @@ def decode_file(path: str, cfg: PreprocessParams) -> tuple[np.ndarray, decode.Or
     return pixels, original, len(data)
 
 
+class PackReader:
+    """Reads packed images (``rawdata.pack_images``) by offset, one open descriptor per pack."""
+
+    def __init__(self, raw_dir: str):
+        self.raw_dir = raw_dir
+        self.fds: dict[int, int] = {}
+
+    def decode(self, item: RawItem, cfg: PreprocessParams) -> tuple[np.ndarray, decode.Original, int]:
+        assert item.pack is not None and item.offset is not None and item.size is not None
+        try:
+            fd = self.fds.get(item.pack)
+            if fd is None:
+                fd = self.fds[item.pack] = os.open(os.path.join(self.raw_dir, pack_name(item.pack)), os.O_RDONLY)
+            data = os.pread(fd, item.size, item.offset)
+        except OSError as exc:
+            raise decode.Reject(decode.UNREADABLE, f"{exc.strerror or exc}") from None
+        if len(data) != item.size:
+            raise decode.Reject(decode.UNREADABLE, f"pack {pack_name(item.pack)} is shorter than its index says")
+        pixels, original = decode.decode_with_original(data, cfg, os.path.splitext(item.file)[1])
+        return pixels, original, len(data)
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
 def decode_array_item(image: np.ndarray, fmt: str, cfg: PreprocessParams) -> tuple[np.ndarray, decode.Original, int]:
     """An image stored in an array file (CIFAR ``(32, 32, 3)``, IDX ``(28, 28)``)."""
     mode = "L" if image.ndim == 2 or image.shape[-1] == 1 else "RGB"
@@ -150,9 +185,12 @@ def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
     meta: dict[str, list] = {name: [] for name in META_COLUMNS}
     rejects: list[tuple[str, str, str]] = []
     files_dir = chunk.files_dir
+    packs = PackReader(os.path.dirname(files_dir)) if files_dir is not None else None
     for position, item in enumerate(chunk.items):
         try:
-            if files_dir is not None:
+            if packs is not None and item.pack is not None:
+                image, original, nbytes = packs.decode(item, cfg)
+            elif files_dir is not None:
                 image, original, nbytes = decode_file(os.path.join(files_dir, item.file), cfg)
             else:
                 assert chunk.images is not None
@@ -174,6 +212,8 @@ def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
         meta["orig_mode"].append(original.mode)
         meta["orig_format"].append(original.format)
         meta["orig_bytes"].append(nbytes)
+    if packs is not None:
+        packs.close()
     pixels = pixels[: len(meta["item_id"])]
     columns: dict[str, list | np.ndarray] = dict(meta)
     if len(pixels):

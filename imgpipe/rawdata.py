@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from imgpipe.errors import PipelineError
 
 SOURCE_FILE = "source.json"
 FILES_DIR = "files"
+PACK_DIR = "packed"
+PACK_INDEX = f"{PACK_DIR}/index.parquet"
+PACK_MAX_BYTES = 1 << 30  # bounded packs: a changed image re-uploads at most one of them
 
 Layout = Literal["files", "cifar10", "cifar100", "idx"]
 
@@ -83,8 +87,11 @@ class SourceInfo:
 class RawItem:
     item_id: str
     source_split: str  # train | val | test | "" (the source defines none)
-    file: str  # relative to files/
+    file: str  # relative to files/ (for a packed image, its member name in the pack)
     index: int | None = None  # position inside an array file
+    pack: int | None = None  # packed images: which pack file, and where its bytes are
+    offset: int | None = None
+    size: int | None = None
 
 
 def split_of(rel_path: str) -> str:
@@ -104,6 +111,8 @@ def list_payload_files(files_dir: Path) -> list[str]:
     calls, which matters at 60,000 files.
     """
     out: list[str] = []
+    if not files_dir.is_dir():  # a packed source may have no loose files (DVC drops empty dirs)
+        return out
     stack = [("", str(files_dir))]
     while stack:
         prefix, folder = stack.pop()
@@ -120,19 +129,119 @@ def list_payload_files(files_dir: Path) -> list[str]:
     return out
 
 
+def pack_name(index: int) -> str:
+    return f"{PACK_DIR}/images-{index:05d}.tar"
+
+
+def _deterministic_member(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def pack_images(raw_dir: Path, label_file: str | None = None, max_pack_bytes: int = PACK_MAX_BYTES) -> dict:
+    """Move the image files of ``<raw_dir>/files`` into a few uncompressed tar packs.
+
+    DVC hashes, pushes and pulls per file, so 60,000 loose images make ``dvc status`` and every
+    transfer slow; a handful of packs plus an index keep both fast. Members are written in
+    ``list_items`` order with fixed headers (no timestamps or owners), so the packs are
+    byte-identical for the same files; ``tar tf`` lists them. Label files and other sidecars stay
+    loose in ``files/``, where the labels stage reads them.
+    """
+    files_dir = raw_dir / FILES_DIR
+    items = _walk_items(files_dir, label_file)
+    sizes = [(files_dir / item.file).stat().st_size for item in items]
+    (raw_dir / PACK_DIR).mkdir()
+    rows: dict[str, list] = {"item_id": [], "pack": [], "offset": [], "size": []}
+    groups = _bounded_groups(sizes, max_pack_bytes)
+    for pack, (start, stop) in enumerate(groups):
+        with tarfile.open(raw_dir / pack_name(pack), "w", format=tarfile.PAX_FORMAT) as tar:
+            for item, size in zip(items[start:stop], sizes[start:stop], strict=True):
+                path = files_dir / item.file
+                member = _deterministic_member(item.file, size)
+                header = member.tobuf(tar.format, tar.encoding, tar.errors)
+                rows["item_id"].append(item.item_id)
+                rows["pack"].append(pack)
+                rows["offset"].append(tar.offset + len(header))
+                rows["size"].append(size)
+                with open(path, "rb") as fh:
+                    tar.addfile(member, fh)
+                path.unlink()
+    _remove_empty_dirs(files_dir)
+    files_dir.mkdir(exist_ok=True)
+    import pandas as pd
+
+    from imgpipe.io import write_parquet
+
+    index = pd.DataFrame({"item_id": pd.array(rows["item_id"], dtype="str"),
+                          "pack": np.asarray(rows["pack"], dtype=np.int32),
+                          "offset": np.asarray(rows["offset"], dtype=np.int64),
+                          "size": np.asarray(rows["size"], dtype=np.int64)})
+    write_parquet(index, raw_dir / PACK_INDEX)
+    return {"packed_images": len(items), "packs": len(groups)}
+
+
+def _bounded_groups(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    """Consecutive (start, stop) runs whose sizes sum to at most ``limit`` (one item at least)."""
+    groups, start, total = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > limit:
+            groups.append((start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        groups.append((start, len(sizes)))
+    return groups
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _walk_items(files_dir: Path, label_file: str | None) -> list[RawItem]:
+    items = []
+    for rel in list_payload_files(files_dir):
+        suffix = os.path.splitext(rel)[1].lower()
+        if suffix in SIDECAR_SUFFIXES or rel == label_file:
+            continue
+        items.append(RawItem(item_id=rel, source_split=split_of(rel), file=rel))
+    return items
+
+
+def _packed_items(raw_dir: Path) -> list[RawItem]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(raw_dir / PACK_INDEX).to_pydict()
+    return [
+        RawItem(item_id=i, source_split=split_of(i), file=i, pack=p, offset=o, size=n)
+        for i, p, o, n in zip(table["item_id"], table["pack"], table["offset"], table["size"], strict=True)
+    ]
+
+
+def read_item_bytes(raw_dir: Path | str, item: RawItem) -> bytes:
+    """The encoded bytes of a file-backed image, packed or loose."""
+    if item.pack is None:
+        return (Path(raw_dir) / FILES_DIR / item.file).read_bytes()
+    fd = os.open(Path(raw_dir) / pack_name(item.pack), os.O_RDONLY)
+    try:
+        return os.pread(fd, item.size, item.offset)
+    finally:
+        os.close(fd)
+
+
 def list_items(raw_dir: Path | str, info: SourceInfo | None = None) -> list[RawItem]:
     """All images of the source, in a fixed order that every stage shares."""
     raw_dir = Path(raw_dir)
     info = info or SourceInfo.read(raw_dir)
     files_dir = raw_dir / FILES_DIR
+    if info.layout == "files" and (raw_dir / PACK_INDEX).exists():
+        return _packed_items(raw_dir)
     if info.layout == "files":
-        items = []
-        for rel in list_payload_files(files_dir):
-            suffix = os.path.splitext(rel)[1].lower()
-            if suffix in SIDECAR_SUFFIXES or rel == info.label_file:
-                continue
-            items.append(RawItem(item_id=rel, source_split=split_of(rel), file=rel))
-        return items
+        return _walk_items(files_dir, info.label_file)
     items = []
     for rel, split, count in _array_files(files_dir, info.layout):
         items += [RawItem(f"{rel}#{i}", split, rel, i) for i in range(count)]

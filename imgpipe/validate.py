@@ -53,11 +53,13 @@ def load_suite(path: Path) -> dict:
 def run_suite(df: pd.DataFrame, suite: dict, parameters: dict) -> list[ExpectationOutcome]:
     """Run the suite with real Great Expectations on an in-memory DataFrame."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # Some GX modules pin their own loggers to INFO on import; quiet them all afterwards.
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")]:
+        logging.getLogger(name).setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (

@@ -15,6 +15,7 @@ machine-specific paths, so the same source gives the same bytes on every run.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from imgpipe.acquire.builtin import write_digits
@@ -23,7 +24,7 @@ from imgpipe.acquire.official import OFFICIAL_DATASETS, OfficialDataset, Officia
 from imgpipe.errors import SourceError
 from imgpipe.io import atomic_dir, write_json
 from imgpipe.params import DownloadParams
-from imgpipe.rawdata import FILES_DIR, SOURCE_FILE, SourceInfo
+from imgpipe.rawdata import FILES_DIR, SOURCE_FILE, SourceInfo, pack_images
 
 BUILTIN_SOURCES = ("digits",)
 
@@ -73,5 +74,8 @@ def _acquire(source: str, cfg: DownloadParams, out_dir: Path, registry: Mapping[
         else:
             known = ", ".join([*BUILTIN_SOURCES, *registry])
             raise SourceError(f"unknown source {source!r}: expected one of {known}, a URL or a path")
+        if info.layout == "files":
+            packed = pack_images(tmp, info.label_file)
+            info = replace(info, extra={**info.extra, "packed": packed})
         write_json(tmp / SOURCE_FILE, info.to_json())
     return info

@@ -149,6 +149,10 @@ def test_imagefolder_archives_with_splits(http_server, make_cfg, tmp_path, kind)
     items = rawdata.list_items(tmp_path / "raw")
     assert {i.source_split for i in items} == {"train", "val", "test"}
     assert [i.item_id for i in items] == sorted(k.removeprefix("flowers/") for k in files)
+    # Images are packed for DVC; their bytes come back exactly.
+    assert {i.item_id: rawdata.read_item_bytes(tmp_path / "raw", i) for i in items} == {
+        k.removeprefix("flowers/"): v for k, v in files.items()
+    }
 
 
 def test_images_plus_csv(http_server, make_cfg, tmp_path):
@@ -172,6 +176,7 @@ def test_local_archive_and_folder(make_cfg, tmp_path):
     info2 = run(make_cfg(source=str(folder)), tmp_path / "raw2")
     assert info2.kind == "path" and info2.size_bytes == sum(map(len, files.values()))
     assert [i.item_id for i in rawdata.list_items(tmp_path / "raw2")] == sorted(files)
+    assert all((folder / rel).read_bytes() == body for rel, body in files.items()), "the user's folder is untouched"
     # The folder's checksum can be pinned like an archive's.
     run(make_cfg(source=str(folder), sha256=info2.sha256), tmp_path / "raw3")
     with pytest.raises(ChecksumMismatch, match="folder's sha256sum manifest"):

@@ -45,7 +45,7 @@ def test_lock_records_params_per_key_and_metrics_are_uncached(reproduced):
     [
         ({"train.lr": 0.04}, ["train", "evaluate"]),
         ({"augment.rotate_degrees": 8.0}, ["augment", "train", "evaluate"]),
-        ({"preprocess.resize": "letterbox"}, ["preprocess", "validate", "augment", "train", "evaluate"]),
+        ({"preprocess.size": [28, 28]}, ["preprocess", "validate", "augment", "train", "evaluate"]),
     ],
     ids=["train", "augment", "preprocess"],
 )

@@ -17,7 +17,7 @@ from ppkit import cfg, encode, jpeg_with_orientation, noise, rgb, write_cifar10_
 from imgpipe.errors import PipelineError
 from imgpipe.io import read_parquet
 from imgpipe.preprocess import manifest_columns, run
-from imgpipe.rawdata import list_items
+from imgpipe.rawdata import list_items, pack_images
 from imgpipe.shards import gather
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,6 +115,21 @@ def test_output_bytes_are_identical_for_1_2_and_4_workers(tmp_path):
         outputs.append(output_bytes(out))
     assert len([name for name in outputs[0] if name.startswith("shards/")]) == 5
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_packed_images_give_the_same_output_as_loose_files_for_any_worker_count(tmp_path):
+    files = mixed_files(300)
+    loose = write_raw(tmp_path / "loose", files)
+    packed = write_raw(tmp_path / "packed", files)
+    pack_images(packed, max_pack_bytes=20_000)  # several packs
+    assert len(list((packed / "packed").glob("*.tar"))) > 1
+    expected = None
+    for raw, workers in ((loose, 1), (packed, 1), (packed, 2)):
+        out = tmp_path / f"pre-{raw.name}-{workers}"
+        run(raw, out, cfg(workers=workers), progress=False)
+        got = output_bytes(out)
+        expected = expected or got
+        assert got == expected, (raw.name, workers)
 
 
 def test_rerun_replaces_the_output_atomically(tmp_path):

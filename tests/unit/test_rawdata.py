@@ -1,3 +1,6 @@
+import io
+import tarfile
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -6,7 +9,7 @@ from imgpipe.acquire import acquire
 from imgpipe.errors import PipelineError, SourceError
 from imgpipe.io import write_json
 from imgpipe.params import DownloadParams
-from imgpipe.rawdata import SourceInfo, list_items, split_of
+from imgpipe.rawdata import SourceInfo, list_items, pack_images, read_item_bytes, split_of
 
 
 def test_split_of_reads_the_first_folder_only():
@@ -31,20 +34,40 @@ def test_missing_source_json_is_a_clear_error(tmp_path):
         list_items(tmp_path)
 
 
-def test_digits_source_is_written_as_pngs_plus_labels(tmp_path):
+def test_digits_source_is_pngs_in_a_pack_plus_labels(tmp_path):
     info = acquire(DownloadParams(source="digits"), tmp_path / "raw")
     items = list_items(tmp_path / "raw")
     assert len(items) == 1797 and info.classes == [str(d) for d in range(10)]
+    assert info.extra["packed"] == {"packed_images": 1797, "packs": 1}
     lines = (tmp_path / "raw" / "files" / "labels.csv").read_text().splitlines()
     assert lines[0] == "file,label" and lines[1] == "images/digit_0000.png,0"
-    img = Image.open(tmp_path / "raw" / "files" / items[0].file)
+    img = Image.open(io.BytesIO(read_item_bytes(tmp_path / "raw", items[0])))
     assert img.size == (8, 8) and img.mode == "L" and np.asarray(img).max() == 255
+    # The pack is a plain tar: standard tools list and extract the same PNGs.
+    with tarfile.open(tmp_path / "raw" / "packed" / "images-00000.tar") as tar:
+        assert tar.getnames()[:2] == ["images/digit_0000.png", "images/digit_0001.png"]
+        assert tar.extractfile(items[5].file).read() == read_item_bytes(tmp_path / "raw", items[5])
+    assert sorted(p.name for p in (tmp_path / "raw" / "files").iterdir()) == ["labels.csv"]
+
+
+def test_pack_images_bounds_pack_size_and_keeps_sidecars(tmp_path):
+    files = tmp_path / "files"
+    for i in range(7):
+        (files / "cls").mkdir(parents=True, exist_ok=True)
+        (files / "cls" / f"{i}.png").write_bytes(bytes([i]) * 1000)
+    (files / "labels.csv").write_text("file,label\n")
+    write_json(tmp_path / "source.json", SourceInfo(source="s", kind="path", layout="files").to_json())
+    assert pack_images(tmp_path, max_pack_bytes=2500) == {"packed_images": 7, "packs": 4}
+    items = list_items(tmp_path)
+    assert [i.pack for i in items] == [0, 0, 1, 1, 2, 2, 3]
+    assert [read_item_bytes(tmp_path, i) for i in items] == [bytes([i]) * 1000 for i in range(7)]
+    assert [p.name for p in files.iterdir()] == ["labels.csv"]
 
 
 def test_digits_source_is_byte_identical_across_runs(tmp_path):
     acquire(DownloadParams(source="digits"), tmp_path / "a")
     acquire(DownloadParams(source="digits"), tmp_path / "b")
-    for name in ["source.json", "files/labels.csv", "files/images/digit_1796.png"]:
+    for name in ["source.json", "files/labels.csv", "packed/images-00000.tar", "packed/index.parquet"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
