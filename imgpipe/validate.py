@@ -183,7 +183,8 @@ def assign_splits(df: pd.DataFrame, cfg: ValidateParams) -> pd.Series:
 class ValidationResult:
     dataset: pd.DataFrame
     quarantine: pd.DataFrame
-    quality: dict
+    quality: dict  # metrics/data_quality.json: counts only, so `dvc exp show` stays readable
+    expectations: list[dict]  # per-expectation outcome, written next to the dataset
 
 
 def validate(
@@ -238,13 +239,7 @@ def validate(
         "images_quarantined": int(bad.sum()),
         "quarantine_fraction": round(fraction, 6),
         "quarantine_by_reason": dict(sorted(by_reason.items())),
-        "expectations": {
-            f"{i:02d}_{o.type}" + (f"[{o.column}]" if o.column else ""): {
-                "success": o.success,
-                "unexpected": len(o.failing_rows),
-            }
-            for i, o in enumerate(outcomes)
-        },
+        "expectations_failed": sum(not o.success for o in outcomes),
         "splits": {s: int(split_counts.get(s, 0)) for s in SPLITS},
         "classes": len(classes),
     }
@@ -254,4 +249,9 @@ def validate(
             f"{int(bad.sum())} of {total} images quarantined ({fraction:.1%}) exceeds "
             f"validate.max_quarantine_fraction={cfg.max_quarantine_fraction:.1%}; reasons: {top}"
         )
-    return ValidationResult(dataset=clean, quarantine=quarantine, quality=quality)
+    report = [
+        {"expectation": o.type, "column": o.column, "level": o.level, "reason": o.reason,
+         "success": o.success, "unexpected": len(o.failing_rows)}
+        for o in outcomes
+    ]
+    return ValidationResult(dataset=clean, quarantine=quarantine, quality=quality, expectations=report)

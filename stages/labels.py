@@ -11,7 +11,7 @@ METRICS_FILE = Path("metrics/labels.json")
 def main() -> None:
     def body() -> dict:
         from imgpipe.io import write_json
-        from imgpipe.labels import run
+        from imgpipe.labels import dvc_metrics, run
         from imgpipe.labels.source import is_url
 
         paths = params.load("paths", params.PathsParams)
@@ -19,7 +19,7 @@ def main() -> None:
         # The download section is read only when it is used, so dvc.yaml can list it only then.
         download_cfg = params.load("download", params.DownloadParams) if is_url(cfg.path.strip()) else None
         summary = run(paths.raw, paths.labels, cfg, download_cfg)
-        write_json(METRICS_FILE, summary.pop("metrics"))
+        write_json(METRICS_FILE, dvc_metrics(summary.pop("metrics")))
         return summary
 
     run_stage("labels", body)

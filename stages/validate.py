@@ -28,6 +28,7 @@ def main() -> None:
         with atomic_dir(paths.validated) as tmp:
             write_parquet(result.dataset, tmp / "dataset.parquet")
             write_parquet(result.quarantine, tmp / "quarantine.parquet")
+            write_json(tmp / "expectations.json", {"suite": str(paths.suite), "results": result.expectations})
         write_json(QUALITY_METRICS, result.quality)
         q = result.quality
         return {

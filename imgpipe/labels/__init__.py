@@ -218,3 +218,18 @@ def run(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg: DownloadP
         "metrics": metrics,
     }
     return summary
+
+
+# Text that explains the run (why a format was chosen, where classes came from) is logged; the
+# metrics file keeps what compares across experiments, so `dvc exp show` columns stay useful.
+_LOG_ONLY = ("format_auto", "format_reason", "label_source", "classes_from")
+
+
+def dvc_metrics(metrics: dict) -> dict:
+    """The content of ``metrics/labels.json``: counts, the format, and per problem its count and
+    up to five examples (the policy that applied is in params.yaml)."""
+    slim = {k: v for k, v in metrics.items() if k not in _LOG_ONLY}
+    slim["problems"] = {
+        name: {"count": entry["count"], "examples": entry["examples"]} for name, entry in metrics["problems"].items()
+    }
+    return slim

@@ -56,6 +56,13 @@ def test_a_param_change_reruns_exactly_the_dependent_stages(reproduced, change, 
     assert sorted(ran_stages(proc.stdout + proc.stderr)) == sorted(expected)
 
 
+def test_plots_render_offline_with_the_confusion_template(reproduced):
+    plots = json.loads(reproduced.dvc("plots", "show", "--json").stdout)["data"]
+    assert set(plots) == {"Confusion matrix (test split)", "Training curves", "Accuracy"}
+    confusion = plots["Confusion matrix (test split)"][0]["content"]
+    assert confusion["data"]["values"][0].keys() >= {"actual", "predicted"}
+
+
 def test_exp_run_is_listed_with_params_and_metrics(reproduced):
     reproduced.commit("after repro")
     reproduced.dvc("exp", "run", "-n", "two-epochs", "-S", "train.epochs=2")

@@ -146,3 +146,13 @@ def test_outputs_are_byte_identical_across_runs(raw, label_file, tmp_path, cfg, 
     run(raw.relative_to(raw.parent), tmp_path / "two", params)
     for name in ("labels.parquet", "classes.json", "issues.parquet"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_dvc_metrics_keep_counts_and_examples_but_no_explanatory_text():
+    from imgpipe.labels import dvc_metrics
+
+    metrics = {"format": "csv", "format_auto": True, "format_reason": "why", "label_source": "csv:x",
+               "classes_from": "params", "labelled": 3,
+               "problems": {"tie": {"count": 1, "action": "quarantine", "examples": ["a.png: tie"]}}}
+    assert dvc_metrics(metrics) == {"format": "csv", "labelled": 3,
+                                    "problems": {"tie": {"count": 1, "examples": ["a.png: tie"]}}}

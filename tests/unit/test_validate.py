@@ -35,7 +35,9 @@ def test_clean_dataset_passes_with_stratified_splits(tmp_path):
     counts = result.dataset.groupby(["split", "label"]).size()
     # 20 per class: 4 to test (0.2), then 0.15 of 16 -> 2 to val, 14 to train, for every class.
     assert set(counts["test"]) == {4} and set(counts["val"]) == {2} and set(counts["train"]) == {14}
-    assert result.quality["expectations"]["02_expect_column_values_to_not_be_null[label]"]["success"]
+    assert result.quality["expectations_failed"] == 0
+    assert {"expectation": "expect_column_values_to_not_be_null", "column": "label", "level": "row",
+            "reason": "no label", "success": True, "unexpected": 0} in result.expectations
 
 
 def test_splits_are_seeded_and_stable(tmp_path):
