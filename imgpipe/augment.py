@@ -107,6 +107,10 @@ def _hue_matrices(hue: np.ndarray):
     return torch.from_numpy(from_yiq @ rot @ to_yiq).to(torch.float32)
 
 
+def _luma(x):
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
 def augment_batch(images: np.ndarray, d: AugmentDraws, sl: slice) -> np.ndarray:
     """Augment uint8 ``(B, H, W, C)`` images with the draws ``d[sl]``; returns uint8 of the same shape."""
     import torch
@@ -122,15 +126,19 @@ def augment_batch(images: np.ndarray, d: AugmentDraws, sl: slice) -> np.ndarray:
     def per_image(values: np.ndarray):
         return torch.from_numpy(values[sl]).to(torch.float32).view(n, 1, 1, 1)
 
+    # Colour maths is written out per channel (no einsum/matmul): elementwise float ops give the
+    # same bits whatever torch's thread count, so the augmented arrays are byte-stable.
     x = x * per_image(d.brightness)
-    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    grey = (x * weights).sum(1, keepdim=True) if channels == 3 else x
-    x = (x - grey.mean((2, 3), keepdim=True)) * per_image(d.contrast) + grey.mean((2, 3), keepdim=True)
+    grey = _luma(x) if channels == 3 else x
+    mean = grey.mean((2, 3), keepdim=True)
+    x = (x - mean) * per_image(d.contrast) + mean
     if channels == 3:
-        grey = (x * weights).sum(1, keepdim=True)
+        grey = _luma(x)
         x = (x - grey) * per_image(d.saturation) + grey
         if np.any(d.hue[sl] != 0):
-            x = torch.einsum("nij,njhw->nihw", _hue_matrices(d.hue[sl]), x)
+            m = _hue_matrices(d.hue[sl]).view(n, 3, 3, 1, 1, 1)  # m[:, i, j]: (n, 1, 1, 1)
+            r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+            x = torch.cat([m[:, i, 0] * r + m[:, i, 1] * g + m[:, i, 2] * b for i in range(3)], dim=1)
     out = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
     return out.contiguous().numpy()
 

@@ -30,6 +30,11 @@ def run_stage(name: str, body: Callable[[], dict | None]) -> None:
     except PipelineError as exc:
         log.error("%s failed: %s", name, exc)
         sys.exit(1)
+    except FileNotFoundError as exc:
+        # An upstream output is missing: the stage was run by hand, out of order.
+        log.error("%s failed: missing input %s (run `dvc repro %s` to build what it needs)",
+                  name, exc.filename or exc, name)
+        sys.exit(1)
     elapsed = time.perf_counter() - started
     lines = [f"{name}: done in {elapsed:.1f}s"]
     lines += [f"  {key}: {value}" for key, value in summary.items()]

@@ -71,3 +71,20 @@ def test_channel_stats_match_numpy():
     assert np.allclose(mean, ref.mean((0, 1, 2)), atol=1e-6)
     assert np.allclose(std, ref.std((0, 1, 2)), atol=1e-5)
     json.dumps(mean)
+
+
+def test_bytes_do_not_depend_on_torch_thread_count():
+    import torch
+
+    images, _ = class_images(40, 3, size=32, seed=3)
+    cfg = AugmentParams(hflip=True, hue=0.1)
+    d = draw(cfg, len(images), copy=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = augment_batch(images, d, slice(0, len(images)))
+        torch.set_num_threads(max(2, before))
+        many = augment_batch(images, d, slice(0, len(images)))
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(one, many)

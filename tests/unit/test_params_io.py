@@ -83,3 +83,18 @@ def test_atomic_dir_cleans_up_what_a_killed_run_left(tmp_path):
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "a").write_text("ok")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_stage_run_out_of_order_names_the_missing_input(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())
+    proc = subprocess.run([sys.executable, "-m", "stages.augment"], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "augment failed: missing input data/labels/classes.json (run `dvc repro augment` to build what it needs)"
+    ]
