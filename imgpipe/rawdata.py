@@ -27,6 +27,7 @@ SOURCE_FILE = "source.json"
 FILES_DIR = "files"
 PACK_DIR = "packed"
 PACK_INDEX = f"{PACK_DIR}/index.parquet"
+ARRAY_COUNTS = "array_counts"  # source.json extra: images per array file, so listing loads none
 PACK_MAX_BYTES = 1 << 30  # bounded packs: a changed image re-uploads at most one of them
 
 Layout = Literal["files", "cifar10", "cifar100", "idx"]
@@ -243,13 +244,22 @@ def list_items(raw_dir: Path | str, info: SourceInfo | None = None) -> list[RawI
     if info.layout == "files":
         return _walk_items(files_dir, info.label_file)
     items = []
-    for rel, split, count in _array_files(files_dir, info.layout):
+    for rel, split, count in _array_files(files_dir, info.layout, info.extra.get(ARRAY_COUNTS)):
         items += [RawItem(f"{rel}#{i}", split, rel, i) for i in range(count)]
     return items
 
 
-def _array_files(files_dir: Path, layout: Layout) -> Iterator[tuple[str, str, int]]:
-    """(file, split, image count) for array layouts; counts come from each file's own header."""
+def _array_files(files_dir: Path, layout: Layout, counts: dict | None = None) -> Iterator[tuple[str, str, int]]:
+    """(file, split, image count) for array layouts. The download stage records the counts in
+    ``source.json``; without them each file is loaded to count it."""
+    if layout in ("cifar10", "cifar100"):
+        listed = CIFAR10_FILES if layout == "cifar10" else CIFAR100_FILES
+    else:
+        listed = [(image_file, split) for image_file, _labels, split in IDX_FILES]
+    if counts and all(rel in counts for rel, _split in listed):
+        for rel, split in listed:
+            yield rel, split, int(counts[rel])
+        return
     for rel, split, images, _labels in iter_array_files(files_dir, layout):
         yield rel, split, images.shape[0]
 

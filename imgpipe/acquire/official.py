@@ -106,11 +106,13 @@ def _cifar(ds: OfficialDataset, cfg: DownloadParams, tmp: Path, pin: str | None,
     extract_archive(archive, files_dir, budget)
     wanted = rawdata.CIFAR10_FILES if ds.layout == "cifar10" else rawdata.CIFAR100_FILES
     counts = {"train": 0, "test": 0}
+    per_file: dict[str, int] = {}
     for rel, split in wanted:
         if not (files_dir / rel).is_file():
             raise SourceError(f"{result.url}: {rel} is missing from the archive")
         images, _labels, _coarse, _names = formats.load_cifar_batch(files_dir / rel)
         counts[split] += images.shape[0]
+        per_file[rel] = int(images.shape[0])
     meta = files_dir / _CIFAR_META[ds.layout]
     if not meta.is_file():
         raise SourceError(f"{result.url}: {_CIFAR_META[ds.layout]} is missing from the archive")
@@ -119,7 +121,7 @@ def _cifar(ds: OfficialDataset, cfg: DownloadParams, tmp: Path, pin: str | None,
     return SourceInfo(
         source=ds.name, kind="official", layout=ds.layout, url=result.url, final_url=result.final_url,
         size_bytes=result.size_bytes, sha256=result.sha256, classes=classes,
-        extra={"md5": md5, "homepage": ds.homepage, "summary": summary},
+        extra={"md5": md5, "homepage": ds.homepage, "summary": summary, rawdata.ARRAY_COUNTS: per_file},
     )
 
 
@@ -147,6 +149,7 @@ def _idx(ds: OfficialDataset, cfg: DownloadParams, tmp: Path, pin: str | None,
         if len(labels) and (labels.min() < 0 or labels.max() >= len(ds.classes or ())):
             raise SourceError(f"{label_file}: labels outside 0..{len(ds.classes or ()) - 1}")
         counts[split] = int(images.shape[0])
+    per_image_file = {image_file: counts[split] for image_file, _labels, split in rawdata.IDX_FILES}
     base = _common_base([r.url for _f, _p, r, _m in fetched])
     final = _common_base([r.final_url for _f, _p, r, _m in fetched])
     per_file = {f.name: {"url": r.url, "final_url": r.final_url, "size_bytes": r.size_bytes,
@@ -157,7 +160,8 @@ def _idx(ds: OfficialDataset, cfg: DownloadParams, tmp: Path, pin: str | None,
         classes=list(ds.classes or ()),
         extra={"files": per_file, "homepage": ds.homepage, "sha256_of": "sha256sum manifest of the files",
                "summary": {"train images": counts["train"], "test images": counts["test"],
-                           "classes": len(ds.classes or ())}},
+                           "classes": len(ds.classes or ())},
+               rawdata.ARRAY_COUNTS: per_image_file},
     )
 
 

@@ -75,3 +75,32 @@ def test_unknown_source_names_the_source_and_leaves_nothing(tmp_path):
     with pytest.raises(SourceError, match="'nope'"):
         acquire(DownloadParams(source="nope"), tmp_path / "raw")
     assert list(tmp_path.iterdir()) == []
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    import gzip
+    import struct
+
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
+
+
+def test_array_layout_listing_uses_recorded_counts_without_loading(tmp_path):
+    from imgpipe.rawdata import ARRAY_COUNTS, IDX_FILES
+
+    files = tmp_path / "files"
+    files.mkdir()
+    sizes = {"train": 5, "test": 3}
+    for image_file, label_file, split in IDX_FILES:
+        (files / image_file).write_bytes(_idx_bytes(np.zeros((sizes[split], 4, 4))))
+        (files / label_file).write_bytes(_idx_bytes(np.zeros(sizes[split])))
+    plain = SourceInfo(source="mnist", kind="official", layout="idx")
+    write_json(tmp_path / "source.json", plain.to_json())
+    loaded = list_items(tmp_path)
+    assert [i.item_id for i in loaded[4:6]] == ["train-images-idx3-ubyte.gz#4", "t10k-images-idx3-ubyte.gz#0"]
+    counted = SourceInfo(source="mnist", kind="official", layout="idx",
+                         extra={ARRAY_COUNTS: {f: sizes[s] for f, _l, s in IDX_FILES}})
+    write_json(tmp_path / "source.json", counted.to_json())
+    for image_file, _label_file, _split in IDX_FILES:
+        (files / image_file).write_bytes(b"")  # unreadable now: listing must not open it
+    assert list_items(tmp_path) == loaded
