@@ -8,7 +8,6 @@ Writers here avoid timestamps and unordered containers, so the same inputs give 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -130,11 +129,3 @@ def read_parquet(path: Path | str):
     import pandas as pd
 
     return pd.read_parquet(path)
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
