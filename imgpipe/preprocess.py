@@ -30,12 +30,12 @@ from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.params import PreprocessParams
 from imgpipe.rawdata import (
     FILES_DIR,
+    PackReader,
     RawItem,
     SourceInfo,
     is_array_layout,
     iter_array_files,
     list_items,
-    pack_name,
 )
 from imgpipe.shards import ShardWriter
 
@@ -144,31 +144,14 @@ def decode_file(path: str, cfg: PreprocessParams) -> tuple[np.ndarray, decode.Or
     return pixels, original, len(data)
 
 
-class PackReader:
-    """Reads packed images (``rawdata.pack_images``) by offset, one open descriptor per pack."""
-
-    def __init__(self, raw_dir: str):
-        self.raw_dir = raw_dir
-        self.fds: dict[int, int] = {}
-
-    def decode(self, item: RawItem, cfg: PreprocessParams) -> tuple[np.ndarray, decode.Original, int]:
-        assert item.pack is not None and item.offset is not None and item.size is not None
-        try:
-            fd = self.fds.get(item.pack)
-            if fd is None:
-                fd = self.fds[item.pack] = os.open(os.path.join(self.raw_dir, pack_name(item.pack)), os.O_RDONLY)
-            data = os.pread(fd, item.size, item.offset)
-        except OSError as exc:
-            raise decode.Reject(decode.UNREADABLE, f"{exc.strerror or exc}") from None
-        if len(data) != item.size:
-            raise decode.Reject(decode.UNREADABLE, f"pack {pack_name(item.pack)} is shorter than its index says")
-        pixels, original = decode.decode_with_original(data, cfg, os.path.splitext(item.file)[1])
-        return pixels, original, len(data)
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
+def decode_packed(packs: PackReader, item: RawItem, cfg: PreprocessParams) -> tuple[np.ndarray, decode.Original, int]:
+    """Like :func:`decode_file`, for an image stored in a pack (``rawdata.pack_images``)."""
+    try:
+        data = packs.read(item)
+    except OSError as exc:
+        raise decode.Reject(decode.UNREADABLE, f"{exc.strerror or exc}") from None
+    pixels, original = decode.decode_with_original(data, cfg, os.path.splitext(item.file)[1])
+    return pixels, original, len(data)
 
 
 def decode_array_item(image: np.ndarray, fmt: str, cfg: PreprocessParams) -> tuple[np.ndarray, decode.Original, int]:
@@ -189,7 +172,7 @@ def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
     for position, item in enumerate(chunk.items):
         try:
             if packs is not None and item.pack is not None:
-                image, original, nbytes = packs.decode(item, cfg)
+                image, original, nbytes = decode_packed(packs, item, cfg)
             elif files_dir is not None:
                 image, original, nbytes = decode_file(os.path.join(files_dir, item.file), cfg)
             else:

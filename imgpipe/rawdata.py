@@ -161,14 +161,13 @@ def pack_images(raw_dir: Path, label_file: str | None = None, max_pack_bytes: in
         with tarfile.open(raw_dir / pack_name(pack), "w", format=tarfile.PAX_FORMAT) as tar:
             for item, size in zip(items[start:stop], sizes[start:stop], strict=True):
                 path = files_dir / item.file
-                member = _deterministic_member(item.file, size)
-                header = member.tobuf(tar.format, tar.encoding, tar.errors)
+                with open(path, "rb") as fh:
+                    tar.addfile(_deterministic_member(item.file, size), fh)
+                # addfile leaves tar.offset after the data, padded to whole 512-byte blocks.
                 rows["item_id"].append(item.item_id)
                 rows["pack"].append(pack)
-                rows["offset"].append(tar.offset + len(header))
+                rows["offset"].append(tar.offset - -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
                 rows["size"].append(size)
-                with open(path, "rb") as fh:
-                    tar.addfile(member, fh)
                 path.unlink()
     _remove_empty_dirs(files_dir)
     files_dir.mkdir(exist_ok=True)
@@ -223,15 +222,42 @@ def _packed_items(raw_dir: Path) -> list[RawItem]:
     ]
 
 
+class PackReader:
+    """Reads packed images by offset, keeping one descriptor per pack open until ``close``."""
+
+    def __init__(self, raw_dir: Path | str):
+        self.raw_dir = Path(raw_dir)
+        self.fds: dict[int, int] = {}
+
+    def read(self, item: RawItem) -> bytes:
+        """The bytes of a packed item; ``OSError`` when the pack is missing or shorter than its index."""
+        assert item.pack is not None and item.offset is not None and item.size is not None
+        fd = self.fds.get(item.pack)
+        if fd is None:
+            fd = self.fds[item.pack] = os.open(self.raw_dir / pack_name(item.pack), os.O_RDONLY)
+        data = os.pread(fd, item.size, item.offset)
+        if len(data) != item.size:
+            raise OSError(f"pack {pack_name(item.pack)} is shorter than its index says")
+        return data
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+    def __enter__(self) -> PackReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def read_item_bytes(raw_dir: Path | str, item: RawItem) -> bytes:
     """The encoded bytes of a file-backed image, packed or loose."""
     if item.pack is None:
         return (Path(raw_dir) / FILES_DIR / item.file).read_bytes()
-    fd = os.open(Path(raw_dir) / pack_name(item.pack), os.O_RDONLY)
-    try:
-        return os.pread(fd, item.size, item.offset)
-    finally:
-        os.close(fd)
+    with PackReader(raw_dir) as packs:
+        return packs.read(item)
 
 
 def list_items(raw_dir: Path | str, info: SourceInfo | None = None) -> list[RawItem]:
