@@ -36,9 +36,9 @@ MiB = 1 << 20
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from imgpipe.acquire.extract import Budget, extract_archive
-from imgpipe.acquire.fetch import fetch_verified
-from imgpipe.params import DownloadParams
+from imgpipe.sources.extract import Budget, extract_archive
+from imgpipe.sources.fetch import fetch_verified
+from imgpipe.params.download import DownloadParams
 
 import requests, tqdm  # noqa: F401  (imported before timing: the transfer is measured, not imports)
 

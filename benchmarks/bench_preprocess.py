@@ -48,8 +48,8 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from imgpipe.params import PreprocessParams
-from imgpipe.preprocess import run
+from imgpipe.params.preprocess import PreprocessParams
+from imgpipe.preprocess.run import run
 from imgpipe.rawdata import list_items
 import pandas, pyarrow.parquet, tqdm  # noqa: F401  (imports are not what is measured)
 
@@ -75,8 +75,8 @@ print(json.dumps({"wall_s": wall, "listing_s": listing_s, "summary": summary, "b
 STAGE_SCRIPT = """\
 import sys
 from pathlib import Path
-from imgpipe.params import PreprocessParams
-from imgpipe.preprocess import run
+from imgpipe.params.preprocess import PreprocessParams
+from imgpipe.preprocess.run import run
 run(Path("data/raw"), Path("data/preprocessed"), PreprocessParams(workers=0), progress=False)
 """
 

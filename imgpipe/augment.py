@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgpipe.params import AugmentParams
+from imgpipe.params.augment import AugmentParams
 
 BATCH = 512
 
@@ -143,7 +143,7 @@ def augment_batch(images: np.ndarray, d: AugmentDraws, sl: slice) -> np.ndarray:
     return out.contiguous().numpy()
 
 
-def channel_stats(images: np.ndarray, batch: int = 4096) -> tuple[list[float], list[float]]:
+def norm_stats(images: np.ndarray, batch: int = 4096) -> tuple[list[float], list[float]]:
     """Per-channel mean and std on the 0..1 scale, accumulated in float64 batch by batch."""
     channels = images.shape[-1]
     total = np.zeros(channels)
@@ -181,36 +181,51 @@ def write_train_split(
     return rows
 
 
+def item_rows(rows, copies: int):
+    """``ITEM_COLUMNS`` + ``copy`` for the originals followed by ``copies`` augmented copies."""
+    import pandas as pd
+
+    from imgpipe.contracts import COPY, ITEM_COLUMNS
+
+    base = rows[list(ITEM_COLUMNS)].reset_index(drop=True).astype("string")
+    frames = [base.assign(**{COPY: copy}) for copy in range(1 + copies)]
+    items = pd.concat(frames, ignore_index=True)
+    items[COPY] = items[COPY].astype("int64")
+    return items
+
+
 def build(dataset, preprocessed_dir: Path, out_dir: Path, cfg: AugmentParams, classes: list[str]) -> dict:
-    """Write ``{split}_x.npy``/``{split}_y.npy``, ``norm.json`` and ``meta.json`` into ``out_dir``."""
+    """Write each split's images, labels and item ids, plus ``norm.json`` and ``meta.json``, into ``out_dir``."""
     from tqdm import tqdm
 
-    from imgpipe.io import write_json
-    from imgpipe.shards import gather
+    from imgpipe import contracts
+    from imgpipe.io import write_json, write_parquet
+    from imgpipe.preprocess.shards import gather
 
     counts = {}
     shape = None
     norm = None
-    for split in ("train", "val", "test"):
-        rows = dataset[dataset["split"] == split]
+    for split in contracts.SPLITS:
+        rows = dataset[dataset[contracts.SPLIT] == split]
         if rows.empty:
             raise ValueError(f"the {split} split is empty")
-        images = gather(preprocessed_dir, rows["shard"].to_numpy(), rows["shard_offset"].to_numpy())
-        labels = rows["label_index"].to_numpy(dtype=np.int64)
+        images = gather(preprocessed_dir, rows[contracts.SHARD].to_numpy(), rows[contracts.SHARD_OFFSET].to_numpy())
+        labels = rows[contracts.LABEL_INDEX].to_numpy(dtype=np.int64)
         shape = images.shape[1:]
+        x_path, y_path = out_dir / contracts.split_x_file(split), out_dir / contracts.split_y_file(split)
+        copies = cfg.copies if split == "train" else 0
         if split == "train":
-            mean, std = channel_stats(images)
+            mean, std = norm_stats(images)
             norm = {"mean": mean, "std": std}
             with tqdm(total=len(images) * cfg.copies, desc="augment", unit="img", disable=None) as bar:
-                counts[split] = write_train_split(
-                    images, labels, cfg, out_dir / "train_x.npy", out_dir / "train_y.npy", bar
-                )
+                counts[split] = write_train_split(images, labels, cfg, x_path, y_path, bar)
         else:
-            np.save(out_dir / f"{split}_x.npy", images)
-            np.save(out_dir / f"{split}_y.npy", labels)
+            np.save(x_path, images)
+            np.save(y_path, labels)
             counts[split] = len(images)
+        write_parquet(item_rows(rows, copies), out_dir / contracts.split_items_file(split))
         counts[f"{split}_originals"] = len(images)
-    write_json(out_dir / "norm.json", norm)
+    write_json(out_dir / contracts.NORM_FILE, norm)
     meta = {"classes": list(classes), "counts": counts, "height": shape[0], "width": shape[1], "channels": shape[2]}
-    write_json(out_dir / "meta.json", meta)
+    write_json(out_dir / contracts.AUGMENTED_META_FILE, meta)
     return meta

@@ -20,13 +20,12 @@ from typing import Literal
 
 import numpy as np
 
-from imgpipe import formats
+from imgpipe import arrayfiles
+from imgpipe.contracts import FILES_DIR, PACK_DIR, PACK_INDEX, SOURCE_FILE
 from imgpipe.errors import PipelineError
 
-SOURCE_FILE = "source.json"
-FILES_DIR = "files"
-PACK_DIR = "packed"
-PACK_INDEX = f"{PACK_DIR}/index.parquet"
+__all__ = ["FILES_DIR", "PACK_DIR", "PACK_INDEX", "SOURCE_FILE"]  # the raw layout's names, from contracts
+
 ARRAY_COUNTS = "array_counts"  # source.json extra: images per array file, so listing loads none
 PACK_MAX_BYTES = 1 << 30  # bounded packs: a changed image re-uploads at most one of them
 
@@ -300,13 +299,13 @@ def iter_array_files(files_dir: Path, layout: Layout) -> Iterator[tuple[str, str
             path = files_dir / rel
             if not path.exists():
                 raise PipelineError(f"{path}: missing from the {layout} download")
-            images, labels, _coarse, _names = formats.load_cifar_batch(path)
+            images, labels, _coarse, _names = arrayfiles.load_cifar_batch(path)
             yield rel, split, images, labels
             del images, labels, _coarse, _names  # one batch in memory at a time
     elif layout == "idx":
         for image_file, label_file, split in IDX_FILES:
-            images = formats.load_idx(files_dir / image_file)
-            labels = formats.load_idx(files_dir / label_file).astype(np.int64)
+            images = arrayfiles.load_idx(files_dir / image_file)
+            labels = arrayfiles.load_idx(files_dir / label_file).astype(np.int64)
             if images.ndim != 3 or images.dtype != np.uint8:
                 raise PipelineError(f"{files_dir / image_file}: expected uint8 (N, H, W) images")
             if labels.shape != (images.shape[0],):

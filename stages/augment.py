@@ -1,31 +1,33 @@
 """Stage 5, augment: seeded augmentation of the train split; val/test untouched; train-only norm stats."""
 
-import json
-
-from imgpipe import params
+from imgpipe.params.augment import AugmentParams
+from imgpipe.params.base import load
+from imgpipe.params.paths import PathsParams
 from imgpipe.stage import run_stage
 
 
 def main() -> None:
     def body() -> dict:
+        from imgpipe import contracts as c
         from imgpipe.augment import build
         from imgpipe.errors import PipelineError
-        from imgpipe.io import atomic_dir, read_parquet
+        from imgpipe.io import atomic_dir
 
-        paths = params.load("paths", params.PathsParams)
-        cfg = params.load("augment", params.AugmentParams)
-        classes = json.loads((paths.labels / "classes.json").read_text())["classes"]
-        dataset = read_parquet(paths.validated / "dataset.parquet")
+        paths = load("paths", PathsParams)
+        cfg = load("augment", AugmentParams)
+        classes = c.read_classes(paths.labels)
+        dataset_path = paths.validated / c.DATASET_FILE
+        dataset = c.read_table(dataset_path, "validate")
         with atomic_dir(paths.augmented) as tmp:
             try:
                 meta = build(dataset, paths.preprocessed, tmp, cfg, classes)
             except ValueError as exc:
-                raise PipelineError(f"{paths.validated / 'dataset.parquet'}: {exc}") from None
-        c = meta["counts"]
+                raise PipelineError(f"{dataset_path}: {exc}") from None
+        counts = meta["counts"]
         return {
-            "train": f"{c['train']} rows ({c['train_originals']} originals + {cfg.copies} augmented copies each)",
-            "val": c["val"],
-            "test": c["test"],
+            "train": f"{counts['train']} rows ({counts['train_originals']} originals + {cfg.copies} augmented copies each)",
+            "val": counts["val"],
+            "test": counts["test"],
             "image": f"{meta['height']}x{meta['width']}x{meta['channels']}",
         }
 

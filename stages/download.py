@@ -1,15 +1,17 @@
 """Stage 1, download: fetch ``download.source`` into ``paths.raw`` with its provenance."""
 
-from imgpipe import params
+from imgpipe.params.base import load
+from imgpipe.params.download import DownloadParams
+from imgpipe.params.paths import PathsParams
 from imgpipe.stage import run_stage
 
 
 def main() -> None:
     def body() -> dict:
-        from imgpipe.acquire import acquire
+        from imgpipe.sources.acquire import acquire
 
-        paths = params.load("paths", params.PathsParams)
-        cfg = params.load("download", params.DownloadParams)
+        paths = load("paths", PathsParams)
+        cfg = load("download", DownloadParams)
         info = acquire(cfg, paths.raw)
         summary = {"source": info.source, "kind": info.kind, "layout": info.layout}
         if info.final_url:

@@ -1,25 +1,28 @@
 """Stage 3, labels: import ``labels.path`` (or the source's own labels) into ``paths.labels``."""
 
-from pathlib import Path
-
-from imgpipe import params
+from imgpipe.params.base import load
+from imgpipe.params.labels import LabelsParams
+from imgpipe.params.paths import PathsParams
 from imgpipe.stage import run_stage
-
-METRICS_FILE = Path("metrics/labels.json")
 
 
 def main() -> None:
     def body() -> dict:
+        from imgpipe.contracts import LABELS_METRICS
         from imgpipe.io import write_json
-        from imgpipe.labels import dvc_metrics, run
+        from imgpipe.labels.run import dvc_metrics, run
         from imgpipe.labels.source import is_url
 
-        paths = params.load("paths", params.PathsParams)
-        cfg = params.load("labels", params.LabelsParams)
+        paths = load("paths", PathsParams)
+        cfg = load("labels", LabelsParams)
         # The download section is read only when it is used, so dvc.yaml can list it only then.
-        download_cfg = params.load("download", params.DownloadParams) if is_url(cfg.path.strip()) else None
+        download_cfg = None
+        if is_url(cfg.path.strip()):
+            from imgpipe.params.download import DownloadParams
+
+            download_cfg = load("download", DownloadParams)
         summary = run(paths.raw, paths.labels, cfg, download_cfg)
-        write_json(METRICS_FILE, dvc_metrics(summary.pop("metrics")))
+        write_json(LABELS_METRICS, dvc_metrics(summary.pop("metrics")))
         return summary
 
     run_stage("labels", body)

@@ -1,21 +1,22 @@
 """Stage 6, train: a PyTorch CNN on the augmented arrays, per-epoch metrics with DVCLive."""
 
-from imgpipe import params
+from imgpipe.params.base import load
+from imgpipe.params.paths import PathsParams
+from imgpipe.params.train import TrainParams
 from imgpipe.stage import run_stage
 
 
 def main() -> None:
     def body() -> dict:
-        import torch
+        from imgpipe.training.checkpoint import save
+        from imgpipe.training.live import EpochLog
+        from imgpipe.training.loop import train
 
-        from imgpipe.io import atomic_file
-        from imgpipe.train import train
-
-        paths = params.load("paths", params.PathsParams)
-        cfg = params.load("train", params.TrainParams)
-        checkpoint, final = train(paths.augmented, cfg, paths.train_log)
-        with atomic_file(paths.model) as tmp:
-            torch.save(checkpoint, tmp)
+        paths = load("paths", PathsParams)
+        cfg = load("train", TrainParams)
+        with EpochLog(paths.train_log) as log_epoch:
+            checkpoint, final = train(paths.augmented, cfg, log_epoch)
+        save(checkpoint, paths.model)
         return {
             "model": f"{cfg.model} -> {paths.model}",
             "precision": "bf16 autocast" if checkpoint["bf16"] else "fp32",

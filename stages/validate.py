@@ -1,35 +1,35 @@
 """Stage 4, validate: Great Expectations on manifest + labels, quarantine, train/val/test splits."""
 
-import json
-
-from imgpipe import params
+from imgpipe.params.base import load
+from imgpipe.params.paths import PathsParams
+from imgpipe.params.validate import ValidateParams
 from imgpipe.stage import run_stage
-
-QUALITY_METRICS = "metrics/data_quality.json"
 
 
 def main() -> None:
     def body() -> dict:
-        from imgpipe.io import atomic_dir, read_parquet, write_json, write_parquet
-        from imgpipe.validate import load_suite, validate
+        from imgpipe import contracts as c
+        from imgpipe.clean.run import validate
+        from imgpipe.clean.suite import load_suite
+        from imgpipe.io import atomic_dir, write_json, write_parquet
 
-        paths = params.load("paths", params.PathsParams)
-        cfg = params.load("validate", params.ValidateParams)
-        classes = json.loads((paths.labels / "classes.json").read_text())["classes"]
+        paths = load("paths", PathsParams)
+        cfg = load("validate", ValidateParams)
         result = validate(
-            manifest=read_parquet(paths.preprocessed / "manifest.parquet"),
-            labels=read_parquet(paths.labels / "labels.parquet"),
-            label_issues=read_parquet(paths.labels / "issues.parquet"),
-            classes=classes,
-            rejects=read_parquet(paths.preprocessed / "rejects.parquet"),
+            manifest=c.read_table(paths.preprocessed / c.MANIFEST_FILE, "preprocess"),
+            labels=c.read_table(paths.labels / c.LABELS_FILE, "labels"),
+            label_issues=c.read_table(paths.labels / c.LABEL_ISSUES_FILE, "labels"),
+            classes=c.read_classes(paths.labels),
+            rejects=c.read_table(paths.preprocessed / c.REJECTS_FILE, "preprocess"),
             suite=load_suite(paths.suite),
             cfg=cfg,
+            suite_path=str(paths.suite),
         )
         with atomic_dir(paths.validated) as tmp:
-            write_parquet(result.dataset, tmp / "dataset.parquet")
-            write_parquet(result.quarantine, tmp / "quarantine.parquet")
-            write_json(tmp / "expectations.json", {"suite": str(paths.suite), "results": result.expectations})
-        write_json(QUALITY_METRICS, result.quality)
+            write_parquet(result.dataset, tmp / c.DATASET_FILE)
+            write_parquet(result.quarantine, tmp / c.QUARANTINE_FILE)
+            write_json(tmp / c.EXPECTATIONS_FILE, {"suite": str(paths.suite), "results": result.expectations})
+        write_json(c.DATA_QUALITY_METRICS, result.quality)
         q = result.quality
         return {
             "valid images": q["images_valid"],

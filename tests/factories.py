@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from imgpipe.io import write_json, write_parquet
-from imgpipe.shards import shard_name
+from imgpipe.preprocess.shards import shard_name
 
 
 def class_images(n_per_class: int, n_classes: int, size: int = 16, channels: int = 3, seed: int = 0):

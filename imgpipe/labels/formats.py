@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from imgpipe import formats as rawformats
+from imgpipe import arrayfiles
 from imgpipe.errors import LabelError, PipelineError
 from imgpipe.labels.votes import vote, votes_frame
 from imgpipe.rawdata import SPLIT_DIRS, iter_array_files
@@ -146,7 +146,7 @@ def read_cifar_labels(path: Path, classes: Sequence[str] = (), name: str | None 
     """Votes from one CIFAR batch pickle; references are ``<file name>#<index>``."""
     name = name or str(path)
     try:
-        _images, labels, _coarse, _files = rawformats.load_cifar_batch(path)
+        _images, labels, _coarse, _files = arrayfiles.load_cifar_batch(path)
     except FileNotFoundError:
         raise LabelError(f"{name}: label file not found") from None
     except PipelineError as exc:
@@ -158,7 +158,7 @@ def read_idx_labels(path: Path, image_file: str, classes: Sequence[str] = (), na
     """Votes from an MNIST IDX label file for the images in ``image_file``."""
     name = name or str(path)
     try:
-        labels = rawformats.load_idx(path)
+        labels = arrayfiles.load_idx(path)
     except FileNotFoundError:
         raise LabelError(f"{name}: label file not found") from None
     except PipelineError as exc:

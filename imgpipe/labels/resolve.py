@@ -24,7 +24,7 @@ import pandas as pd
 
 from imgpipe.errors import LabelError
 from imgpipe.labels.match import ItemMatcher, Match
-from imgpipe.params import LabelsParams
+from imgpipe.params.labels import LabelsParams
 
 PROBLEMS = (
     "missing_label",

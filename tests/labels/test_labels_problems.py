@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from imgpipe.errors import LabelError
-from imgpipe.labels import ItemMatcher, match_votes, resolve_votes, run
+from imgpipe.labels.run import ItemMatcher, match_votes, resolve_votes, run
 from imgpipe.labels.votes import vote, votes_frame
-from imgpipe.params import LabelsParams
+from imgpipe.params.labels import LabelsParams
 
 IMAGES = ["images/a/x.png", "images/b/x.png", *(f"images/p{i}.png" for i in range(1, 7))]
 PROBLEM_CSV = """file,label
@@ -149,7 +149,7 @@ def test_outputs_are_byte_identical_across_runs(raw, label_file, tmp_path, cfg, 
 
 
 def test_dvc_metrics_keep_counts_and_examples_but_no_explanatory_text():
-    from imgpipe.labels import dvc_metrics
+    from imgpipe.labels.run import dvc_metrics
 
     metrics = {"format": "csv", "format_auto": True, "format_reason": "why", "label_source": "csv:x",
                "classes_from": "params", "labelled": 3,

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from imgpipe.errors import LabelError
-from imgpipe.labels import run
-from imgpipe.params import DownloadParams
+from imgpipe.labels.run import run
+from imgpipe.params.download import DownloadParams
 
 IMAGES = ["images/one.png", "images/two.png"]
 GOOD_CSV = "file,label\nimages/one.png,cat\nimages/two.png,dog\n"

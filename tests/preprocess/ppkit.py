@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from imgpipe.io import write_json
-from imgpipe.params import PreprocessParams
+from imgpipe.params.preprocess import PreprocessParams
 from imgpipe.rawdata import CIFAR10_FILES, IDX_FILES, SourceInfo
 
 

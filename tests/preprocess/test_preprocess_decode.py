@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from ppkit import cfg, encode, jpeg_with_orientation, noise, rgb, solid
 
-from imgpipe import decode
+from imgpipe.preprocess import decode
 
 
 def pixels_of(data: bytes, suffix: str | None = None, **overrides) -> tuple[np.ndarray, decode.Original]:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from ppkit import noise
 
-from imgpipe import features
+from imgpipe.preprocess import features
 
 
 def stack(*images: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def test_grey_matches_pillow_convert_l():
 
 def test_channel_stats_match_numpy():
     images = stack(noise(16, 12, seed=1), noise(16, 12, seed=2))
-    mean, std = features.channel_stats(images)
+    mean, std = features.image_channel_stats(images)
     np.testing.assert_allclose(mean, images.reshape(2, -1, 3).mean(axis=1), rtol=0, atol=1e-9)
     np.testing.assert_allclose(std, images.reshape(2, -1, 3).std(axis=1), rtol=0, atol=1e-9)
 

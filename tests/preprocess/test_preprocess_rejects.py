@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 from ppkit import cfg, encode, rgb, write_raw
 
-from imgpipe import decode
 from imgpipe.io import read_parquet
-from imgpipe.preprocess import run
+from imgpipe.preprocess import decode
+from imgpipe.preprocess.run import run
 
 
 def reject_of(data: bytes, suffix: str | None, **overrides) -> decode.Reject:

@@ -16,9 +16,9 @@ from ppkit import cfg, encode, jpeg_with_orientation, noise, rgb, write_cifar10_
 
 from imgpipe.errors import PipelineError
 from imgpipe.io import read_parquet
-from imgpipe.preprocess import manifest_columns, run
+from imgpipe.preprocess.run import manifest_columns, run
+from imgpipe.preprocess.shards import gather
 from imgpipe.rawdata import list_items, pack_images
-from imgpipe.shards import gather
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -144,11 +144,11 @@ def test_rerun_replaces_the_output_atomically(tmp_path):
 
 def test_cifar_layout_reads_each_batch_once_and_keeps_pixels(tmp_path, monkeypatch):
     raw, stored = write_cifar10_raw(tmp_path / "raw", per_file=5)
-    from imgpipe import formats
+    from imgpipe import arrayfiles
 
     loads = []
-    real = formats.load_cifar_batch
-    monkeypatch.setattr(formats, "load_cifar_batch", lambda p: loads.append(Path(p).name) or real(p))
+    real = arrayfiles.load_cifar_batch
+    monkeypatch.setattr(arrayfiles, "load_cifar_batch", lambda p: loads.append(Path(p).name) or real(p))
     summary = run(raw, tmp_path / "pre", cfg(size=(32, 32)), progress=False)
     assert sorted(loads) == sorted(["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
                                     "data_batch_5", "test_batch"])
@@ -214,7 +214,7 @@ def test_stage_path_never_imports_torch(tmp_path):
     raw = write_raw(tmp_path / "raw", {"a.png": encode(rgb(), "PNG")})
     code = (
         "import sys; from pathlib import Path; import stages.preprocess; "
-        "from imgpipe.preprocess import run; from imgpipe.params import PreprocessParams; "
+        "from imgpipe.preprocess.run import run; from imgpipe.params.preprocess import PreprocessParams; "
         f"run(Path({str(raw)!r}), Path({str(tmp_path / 'pre')!r}), PreprocessParams(workers=1), progress=False); "
         "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules"
     )
@@ -236,7 +236,7 @@ def test_manifest_dtypes(tmp_path):
 def test_a_worker_killed_by_a_native_crash_fails_the_stage_instead_of_hanging(tmp_path, monkeypatch):
     import os
 
-    from imgpipe import preprocess
+    from imgpipe.preprocess import run as preprocess
 
     raw = write_raw(tmp_path / "raw", {f"{i}.png": encode(rgb(seed=i), "PNG") for i in range(3)})
     monkeypatch.setattr(preprocess, "chunk_size", lambda c: 1)
@@ -247,7 +247,7 @@ def test_a_worker_killed_by_a_native_crash_fails_the_stage_instead_of_hanging(tm
 
 
 def test_read_bytes_reads_whole_files_of_any_size(tmp_path):
-    from imgpipe.preprocess import read_bytes
+    from imgpipe.preprocess.run import read_bytes
 
     for size in (0, 1, 65535, 65536, 65537, 3 * (1 << 20) + 5):
         data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()

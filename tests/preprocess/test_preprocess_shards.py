@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgpipe import shards
+from imgpipe.preprocess import shards
 
 
 def test_writer_splits_at_the_size_limit_and_gather_reads_back(tmp_path):

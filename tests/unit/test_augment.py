@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
-from imgpipe.augment import augment_batch, channel_stats, draw, write_train_split
-from imgpipe.params import AugmentParams
+from imgpipe.augment import augment_batch, draw, norm_stats, write_train_split
+from imgpipe.params.augment import AugmentParams
 
 from factories import class_images
 
@@ -66,7 +66,7 @@ def test_train_split_holds_originals_then_copies(tmp_path):
 
 def test_channel_stats_match_numpy():
     images, _ = class_images(6, 2, size=8)
-    mean, std = channel_stats(images, batch=5)
+    mean, std = norm_stats(images, batch=5)
     ref = images.astype(np.float64) / 255
     assert np.allclose(mean, ref.mean((0, 1, 2)), atol=1e-6)
     assert np.allclose(std, ref.std((0, 1, 2)), atol=1e-5)

@@ -1,30 +1,51 @@
+import importlib
 import os
+import pkgutil
 
 import pytest
 
-from imgpipe import params
+import imgpipe.params
 from imgpipe.errors import PipelineError
 from imgpipe.io import atomic_dir, atomic_file, dumps_json
+from imgpipe.params.base import PARAMS_FILE, Section, load, read_params_file
+from imgpipe.params.labels import LabelsParams
+from imgpipe.params.preprocess import PreprocessParams
+from imgpipe.params.train import TrainParams
 
 
-def test_repo_params_file_loads_every_section():
-    data = params.read_params_file(params.PARAMS_FILE)
-    for name in params.SECTIONS:
-        params.load_section(name, data=data)
+def section_models() -> dict[str, type[Section]]:
+    """Every section module's model, by section name (``imgpipe/params/<section>.py``)."""
+    models = {}
+    for mod in pkgutil.iter_modules(imgpipe.params.__path__):
+        if mod.name == "base":
+            continue
+        module = importlib.import_module(f"imgpipe.params.{mod.name}")
+        (model,) = [v for v in vars(module).values()
+                    if isinstance(v, type) and issubclass(v, Section) and v is not Section and v.__module__ == module.__name__]
+        models[mod.name] = model
+    return models
+
+
+def test_repo_params_file_loads_every_section_and_has_a_module_for_each():
+    data = read_params_file(PARAMS_FILE)
+    models = section_models()
+    assert set(models) == set(data), "one params module per params.yaml section"
+    for name, model in models.items():
+        load(name, model, data=data)
 
 
 def test_unknown_key_is_an_error_naming_it(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  epochs: 3\n  learning_rate: 0.1\n")
     with pytest.raises(PipelineError, match=r"train\.learning_rate"):
-        params.load_section("train", path)
+        load("train", TrainParams, path)
 
 
 def test_wrong_type_is_an_error(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("preprocess:\n  mode: CMYK\n")
     with pytest.raises(PipelineError, match=r"preprocess\.mode"):
-        params.load_section("preprocess", path)
+        load("preprocess", PreprocessParams, path)
 
 
 @pytest.mark.parametrize("body", ["size: [0, 32]", "background: [255, 300, 0]", "size: [32]"])
@@ -32,20 +53,20 @@ def test_preprocess_bounds(tmp_path, body):
     path = tmp_path / "params.yaml"
     path.write_text(f"preprocess:\n  {body}\n")
     with pytest.raises(PipelineError, match=r"preprocess\.(size|background)"):
-        params.load_section("preprocess", path)
+        load("preprocess", PreprocessParams, path)
 
 
 def test_numeric_classes_become_text(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("labels:\n  classes: [0, 1, 2]\n")
-    assert params.load_section("labels", path).classes == ("0", "1", "2")
+    assert load("labels", LabelsParams, path).classes == ("0", "1", "2")
 
 
 def test_not_yaml_is_an_error(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train: [unclosed\n")
     with pytest.raises(PipelineError, match="not valid YAML"):
-        params.read_params_file(path)
+        read_params_file(path)
 
 
 def test_atomic_dir_replaces_on_success_and_keeps_old_on_failure(tmp_path):

@@ -1,13 +1,17 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from imgpipe.evaluate import confusion_rows, score
+from imgpipe.errors import PipelineError
+from imgpipe.evaluate.metrics import prediction_rows, score
+from imgpipe.inference import load_checkpoint, predict_logits
 from imgpipe.models import LeNet, ResNet, build_model
-from imgpipe.params import TrainParams
-from imgpipe.train import load_checkpoint, predict_logits, train
+from imgpipe.params.train import TrainParams
+from imgpipe.training.live import EpochLog
+from imgpipe.training.loop import train
 
 from factories import class_images
 
@@ -42,6 +46,8 @@ def test_models_refuse_tiny_images():
         LeNet(1, 10, (8, 8))
     with pytest.raises(ValueError, match="8x8"):
         ResNet(1, 10, (4, 4))
+    with pytest.raises(PipelineError, match=r"train\.model=lenet: .*16x16.*preprocess\.size"):
+        build_model("lenet", 3, 10, (8, 8))
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +59,8 @@ def _outside_any_repo(tmp_path, monkeypatch):
 def test_train_learns_and_checkpoint_loads_weights_only(tmp_path):
     aug = _augmented(tmp_path / "aug")
     cfg = TrainParams(epochs=4, batch_size=16, lr=0.05, threads=1)
-    checkpoint, final = train(aug, cfg, tmp_path / "live", progress=False)
+    with EpochLog(tmp_path / "live") as log_epoch:
+        checkpoint, final = train(aug, cfg, log_epoch, progress=False)
     assert final["val/acc"] >= 0.9
     torch.save(checkpoint, tmp_path / "model.pt")
     model, ckpt = load_checkpoint(tmp_path / "model.pt")
@@ -69,13 +76,13 @@ def test_train_learns_and_checkpoint_loads_weights_only(tmp_path):
 def test_training_is_deterministic(tmp_path):
     aug = _augmented(tmp_path / "aug", channels=1)
     cfg = TrainParams(model="resnet", epochs=1, batch_size=16, threads=1)
-    a, _ = train(aug, cfg, tmp_path / "l1", progress=False)
-    b, _ = train(aug, cfg, tmp_path / "l2", progress=False)
+    a, _ = train(aug, cfg, progress=False)
+    b, _ = train(aug, cfg, progress=False)
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
 
 
-def test_score_and_confusion_rows():
+def test_score_and_prediction_rows():
     y_true = np.array([0, 0, 1, 1, 2, 2])
     y_pred = np.array([0, 1, 1, 1, 2, 0])
     headline, per_class = score(y_true, y_pred, ["a", "b", "c"])
@@ -83,5 +90,6 @@ def test_score_and_confusion_rows():
     assert headline["recall_macro"] == pytest.approx((0.5 + 1 + 0.5) / 3, abs=1e-6)
     assert set(headline) == {"accuracy", "precision_macro", "recall_macro", "f1_macro", "test_images"}
     assert per_class["b"]["support"] == 2
-    rows = confusion_rows(y_true, y_pred, ["a", "b", "c"])
-    assert rows.iloc[1].to_dict() == {"actual": "a", "predicted": "b"}
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(6)], "source_path": [f"s{k}" for k in range(6)]})
+    rows = prediction_rows(items, y_true, y_pred, ["a", "b", "c"])
+    assert rows.iloc[1].to_dict() == {"item_id": "i1", "source_path": "s1", "actual": "a", "predicted": "b"}

@@ -2,10 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imgpipe.clean.run import validate
+from imgpipe.clean.suite import load_suite
 from imgpipe.errors import ValidationFailed
 from imgpipe.io import read_parquet
-from imgpipe.params import ValidateParams
-from imgpipe.validate import assign_splits, load_suite, validate
+from imgpipe.params.validate import ValidateParams
+from imgpipe.split import assign_splits
 
 from factories import class_images, write_labels, write_preprocessed
 

@@ -1,0 +1,1 @@
+"""Validate and clean (the validate stage): the GX suite, quarantine, and the cleaning checks."""

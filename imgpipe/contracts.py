@@ -1,0 +1,166 @@
+"""The contracts between stages, in one place: file names, column names, and readers.
+
+docs/DATA_CONTRACTS.md describes these layouts in words; this module is what the code uses, so a
+name is written once. Directories themselves come from ``params.yaml`` (``paths.*``); the names
+here are relative to them. Readers turn a corrupt or truncated intermediate file into one line
+that names the file and the stage to rebuild, instead of a traceback from the parser.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgpipe.errors import PipelineError
+
+SPLITS = ("train", "val", "test")
+
+# -- data/raw (download) ---------------------------------------------------------------------------
+SOURCE_FILE = "source.json"
+FILES_DIR = "files"
+PACK_DIR = "packed"
+PACK_INDEX = f"{PACK_DIR}/index.parquet"
+
+# -- data/preprocessed (preprocess) ----------------------------------------------------------------
+MANIFEST_FILE = "manifest.parquet"
+REJECTS_FILE = "rejects.parquet"
+PREPROCESS_INFO_FILE = "info.json"
+SHARDS_DIR = "shards"
+
+# -- data/labels (labels) --------------------------------------------------------------------------
+LABELS_FILE = "labels.parquet"
+CLASSES_FILE = "classes.json"
+LABEL_ISSUES_FILE = "issues.parquet"
+
+# -- data/validated (validate) ---------------------------------------------------------------------
+DATASET_FILE = "dataset.parquet"
+QUARANTINE_FILE = "quarantine.parquet"
+EXPECTATIONS_FILE = "expectations.json"
+
+# -- data/augmented (augment) ----------------------------------------------------------------------
+NORM_FILE = "norm.json"
+AUGMENTED_META_FILE = "meta.json"
+
+
+def split_x_file(split: str) -> str:
+    """uint8 ``(N, H, W, C)`` images of one split."""
+    return f"{split}_x.npy"
+
+
+def split_y_file(split: str) -> str:
+    """int64 ``(N,)`` label indices of one split."""
+    return f"{split}_y.npy"
+
+
+def split_items_file(split: str) -> str:
+    """One row per row of ``split_x_file``: ``ITEM_COLUMNS`` plus ``copy`` (0 = the original)."""
+    return f"{split}_items.parquet"
+
+
+# -- metrics (tracked by git, `cache: false` in dvc.yaml) ------------------------------------------
+PREPROCESS_METRICS = Path("metrics/preprocess.json")
+LABELS_METRICS = Path("metrics/labels.json")
+DATA_QUALITY_METRICS = Path("metrics/data_quality.json")
+EVAL_METRICS = Path("metrics/eval.json")
+PER_CLASS_METRICS = Path("metrics/per_class.json")
+PREDICTIONS_FILE = Path("metrics/predictions.csv")
+
+# -- columns ---------------------------------------------------------------------------------------
+ITEM_ID = "item_id"  # POSIX path under <raw>/files/, or "<array file>#<index>"
+SOURCE_PATH = "source_path"  # where the image came from, as a person would find it
+SOURCE_SPLIT = "source_split"  # train | val | test | "" (the source defines none)
+LABEL = "label"
+LABEL_INDEX = "label_index"
+SPLIT = "split"  # train | val | test, assigned by validate
+SHARD = "shard"
+SHARD_OFFSET = "shard_offset"
+COPY = "copy"  # augmented copy number; 0 = the original image
+# What travels with every image from validate on (augmented rows, predictions, review rows), so
+# any later output joins back to the image.
+ITEM_COLUMNS = (ITEM_ID, SOURCE_PATH)
+# The one shape of every cleaning check's findings (imgpipe.clean.*) and of the review table.
+REVIEW_COLUMNS = (ITEM_ID, SOURCE_PATH, "check", "score", "decision", "group_id", "suggested_label", "detail")
+
+
+def _corrupt(path: Path, stage: str, detail: str) -> PipelineError:
+    return PipelineError(
+        f"{path}: corrupt or truncated ({detail}); rebuild it with `dvc repro -f {stage}`"
+    )
+
+
+def read_json_output(path: Path | str, stage: str) -> Any:
+    """A JSON file a stage wrote; a missing file raises ``FileNotFoundError`` (run_stage names it)."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _corrupt(path, stage, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def read_table(path: Path | str, stage: str, columns: list[str] | None = None):
+    """A parquet table a stage wrote, as a DataFrame."""
+    import pandas as pd
+    import pyarrow as pa
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise _corrupt(path, stage, f"not a readable parquet table: {str(exc).splitlines()[0]}") from None
+
+
+def read_array(path: Path | str, stage: str, mmap: bool = True):
+    """A ``.npy`` array a stage wrote, memory-mapped by default; never unpickles."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _corrupt(path, stage, f"not a readable .npy array: {str(exc).splitlines()[0]}") from None
+
+
+def read_classes(labels_dir: Path | str) -> list[str]:
+    """The frozen class list (index order) written by the labels stage."""
+    path = Path(labels_dir) / CLASSES_FILE
+    data = read_json_output(path, "labels")
+    classes = data.get("classes") if isinstance(data, dict) else None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise _corrupt(path, "labels", 'expected {"classes": [names...]}')
+    return classes
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    x: Any  # uint8 (N, H, W, C), memory-mapped
+    y: Any  # int64 (N,)
+
+
+def load_split(augmented_dir: Path | str, split: str) -> SplitArrays:
+    """One split of the augment stage's output: images (memory-mapped) and label indices."""
+    augmented_dir = Path(augmented_dir)
+    x = read_array(augmented_dir / split_x_file(split), "augment")
+    y = read_array(augmented_dir / split_y_file(split), "augment", mmap=False)
+    if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
+        raise _corrupt(augmented_dir / split_x_file(split), "augment",
+                       f"{split} arrays do not match: images {x.shape}, labels {y.shape}")
+    return SplitArrays(x, y)
+
+
+def load_items(augmented_dir: Path | str, split: str):
+    """``item_id``, ``source_path`` and ``copy`` of every row of ``load_split(...).x``."""
+    return read_table(Path(augmented_dir) / split_items_file(split), "augment")
+
+
+def load_augmented_meta(augmented_dir: Path | str) -> tuple[dict, dict]:
+    """``(meta.json, norm.json)`` of the augment stage."""
+    meta = read_json_output(Path(augmented_dir) / AUGMENTED_META_FILE, "augment")
+    norm = read_json_output(Path(augmented_dir) / NORM_FILE, "augment")
+    return meta, norm

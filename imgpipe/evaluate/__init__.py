@@ -1,0 +1,1 @@
+"""Evaluation on the test split (the evaluate stage)."""

@@ -1,0 +1,83 @@
+"""Inference shared by evaluate and predict: the saved model, normalisation, batched prediction.
+
+A checkpoint written by the train stage is a plain dict of tensors and JSON-like values, loaded
+with ``torch.load(weights_only=True)`` so a file that carries code is refused, never run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from imgpipe.errors import PipelineError
+from imgpipe.models import build_model
+
+# What a checkpoint must hold for load_checkpoint to rebuild the model.
+CHECKPOINT_KEYS = ("arch", "classes", "image_size", "channels", "norm", "state_dict")
+
+
+class Normalize(nn.Module):
+    """uint8 NHWC -> normalised float NCHW; part of the saved model so predict needs nothing else."""
+
+    def __init__(self, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return (x - self.mean) / self.std
+
+
+def make_model(arch: str, meta: dict, norm: dict) -> nn.Sequential:
+    """``Normalize`` then the network; ``meta`` holds ``channels``, ``classes``, ``height``, ``width``."""
+    net = build_model(arch, meta["channels"], len(meta["classes"]), (meta["height"], meta["width"]))
+    return nn.Sequential(Normalize(norm["mean"], norm["std"]), net)
+
+
+def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int, bf16: bool = False,
+                   tta: bool = False) -> torch.Tensor:
+    """Float logits for uint8 NHWC images, batch by batch; ``tta`` averages with the mirror image."""
+    model.eval()
+    outs = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, x.shape[0], batch_size):
+            # np.array copies: memory-mapped slices are read-only, which torch warns about.
+            batch = torch.from_numpy(np.array(x[start : start + batch_size]))
+            logits = model(batch).float()
+            if tta:
+                logits = (logits + model(batch.flip(2)).float()) / 2
+            outs.append(logits)
+    if not outs:
+        return torch.zeros((0, 0))
+    return torch.cat(outs)
+
+
+def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict]:
+    """Rebuild the model from a checkpoint written by the train stage (never unpickles code)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for code, RuntimeError/EOFError for junk bytes
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise PipelineError(f"{path}: not a model checkpoint this project can load safely ({detail}); "
+                            "rebuild it with `dvc repro -f train`") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise PipelineError(f"{path}: not a model checkpoint (missing {', '.join(missing)}); "
+                            "rebuild it with `dvc repro -f train`")
+    meta = {"channels": checkpoint["channels"], "classes": checkpoint["classes"],
+            "height": checkpoint["image_size"][0], "width": checkpoint["image_size"][1]}
+    model = make_model(checkpoint["arch"], meta, checkpoint["norm"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        raise PipelineError(f"{path}: weights do not fit a {checkpoint['arch']} model "
+                            f"({str(exc).splitlines()[0]}); rebuild it with `dvc repro -f train`") from None
+    model.eval()
+    return model, checkpoint

@@ -1,0 +1,1 @@
+"""Label Studio: reading exports (:mod:`.read`) and writing import files (:mod:`.write`)."""

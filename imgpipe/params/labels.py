@@ -1,0 +1,43 @@
+"""The ``labels`` section: where labels come from and what to do with each problem."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from imgpipe.params.base import Policy, Section
+
+LabelFormat = Literal[
+    "auto",
+    "imagefolder",
+    "csv",
+    "tsv",
+    "cifar",
+    "idx",
+    "label-studio-json",
+    "label-studio-json-min",
+    "label-studio-csv",
+]
+
+
+class LabelsParams(Section):
+    path: str = ""
+    sha256: str = ""
+    format: LabelFormat = "auto"
+    file_column: str = "file"
+    label_column: str = "label"
+    classes: tuple[str, ...] = ()
+    on_missing_label: Policy = "quarantine"
+    on_unknown_class: Policy = "quarantine"
+    on_conflict: Policy = "quarantine"
+    on_orphan_label: Literal["drop", "fail"] = "drop"
+    on_unreviewed: Policy = "drop"
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_text(cls, value):
+        # `classes: [0, 1, 2]` and `-S labels.classes=[0,1]` give ints; class names are text.
+        if isinstance(value, list | tuple):
+            return tuple(str(v) for v in value)
+        return value

@@ -1,0 +1,61 @@
+"""A user's own source: an archive or folder at an http(s):// or s3:// URL or a local path.
+
+Archives are fetched and verified first (see :mod:`imgpipe.sources.fetch`), then extracted
+safely (see :mod:`imgpipe.sources.extract`); folders are copied. Either way the payload lands in
+``files/`` with a single common top-level folder stripped, and the labels stage decides how to
+read labels from it (ImageFolder, split folders, or a label file).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from imgpipe.errors import ChecksumMismatch, SourceError
+from imgpipe.params.download import DownloadParams
+from imgpipe.rawdata import FILES_DIR, SourceInfo
+from imgpipe.sources.extract import Budget, copy_tree, extract_archive, manifest_sha256, single_top_folder
+from imgpipe.sources.fetch import BACKOFF_S, fetch_verified, local_path, normalize_sha256, redact, source_kind
+
+_STAGING = ".staging"
+
+
+def acquire_generic(source: str, cfg: DownloadParams, tmp: Path, backoff_s: float = BACKOFF_S) -> SourceInfo:
+    """Fetch ``source`` into ``tmp/files``; return its provenance."""
+    label = redact(source)
+    kind = source_kind(source)
+    pin = normalize_sha256(cfg.sha256)
+    staging = tmp / _STAGING
+    budget = Budget(label, cfg.max_extract_bytes, cfg.max_members)
+    extra: dict = {}
+    if kind == "path" and local_path(source).is_dir():
+        try:
+            entries = copy_tree(local_path(source), staging, budget)
+        except OSError as exc:
+            raise SourceError(f"{label}: cannot copy: {exc.strerror or exc}") from None
+        sha256 = manifest_sha256(entries)
+        if pin and sha256 != pin:
+            raise ChecksumMismatch(f"{label}: checksum mismatch: expected sha256 {pin}, got {sha256} "
+                                   "(the sha256 of the folder's sha256sum manifest)")
+        final_url, size = label, sum(size for _rel, _sha, size in entries)
+        extra["sha256_of"] = "sha256sum manifest of the folder's files"
+        staging.mkdir(exist_ok=True)
+    else:
+        archive, result, _md5 = fetch_verified(source, cfg, sha256=pin, backoff_s=backoff_s)
+        extract_archive(archive, staging, budget)
+        final_url, size, sha256 = result.final_url, result.size_bytes, result.sha256
+    if budget.files == 0:
+        raise SourceError(f"{label}: holds no files")
+    top = single_top_folder(staging)
+    os.replace(staging / top if top else staging, tmp / FILES_DIR)
+    shutil.rmtree(staging, ignore_errors=True)
+    if top:
+        extra["stripped_top_folder"] = top
+    if budget.skipped_links:
+        extra["skipped_links"] = sorted(budget.skipped_links)
+    if cfg.s3_endpoint_url and kind == "s3":
+        extra["s3_endpoint_url"] = cfg.s3_endpoint_url
+    extra["summary"] = {"files": budget.files, "extracted bytes": budget.bytes}
+    return SourceInfo(source=label, kind=kind, layout="files", url=label, final_url=final_url,
+                      size_bytes=size, sha256=sha256, extra=extra)

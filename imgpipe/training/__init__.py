@@ -1,0 +1,1 @@
+"""Training (the train stage): data, the loop, checkpoints and DVCLive logging."""
