@@ -28,29 +28,37 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # NHWC memory seen as NCHW is the channels_last layout that CPU and GPU convolutions prefer.
         x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
         return (x - self.mean) / self.std
 
 
-def make_model(arch: str, meta: dict, norm: dict) -> nn.Sequential:
-    """``Normalize`` then the network; ``meta`` holds ``channels``, ``classes``, ``height``, ``width``."""
-    net = build_model(arch, meta["channels"], len(meta["classes"]), (meta["height"], meta["width"]))
+def make_model(arch: str, meta: dict, norm: dict, options: dict | None = None) -> nn.Sequential:
+    """``Normalize`` then the network; ``meta`` holds ``channels``, ``classes``, ``height``, ``width``;
+    ``options`` are the architecture's own (``width`` of airbench, ``freeze_backbone`` of resnet18)."""
+    net = build_model(arch, meta["channels"], len(meta["classes"]), (meta["height"], meta["width"]),
+                      **(options or {}))
     return nn.Sequential(Normalize(norm["mean"], norm["std"]), net)
 
 
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int, bf16: bool = False,
                    tta: bool = False) -> torch.Tensor:
-    """Float logits for uint8 NHWC images, batch by batch; ``tta`` averages with the mirror image."""
+    """Float logits (on the CPU) for uint8 NHWC images, batch by batch, on the model's device (AMP on
+    a GPU, bf16 autocast on a CPU when ``bf16``); ``tta`` averages with the mirror image (pass the
+    checkpoint's ``tta``)."""
+    from imgpipe.torchenv import autocast
+
+    device = next(model.parameters()).device
     model.eval()
     outs = []
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.no_grad(), autocast(device, bf16 or device.type == "cuda"):
         for start in range(0, x.shape[0], batch_size):
             # np.array copies: memory-mapped slices are read-only, which torch warns about.
-            batch = torch.from_numpy(np.array(x[start : start + batch_size]))
+            batch = torch.from_numpy(np.array(x[start : start + batch_size])).to(device)
             logits = model(batch).float()
             if tta:
                 logits = (logits + model(batch.flip(2)).float()) / 2
-            outs.append(logits)
+            outs.append(logits.cpu())
     if not outs:
         return torch.zeros((0, 0))
     return torch.cat(outs)
@@ -73,7 +81,12 @@ def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict]:
                             "rebuild it with `dvc repro -f train`")
     meta = {"channels": checkpoint["channels"], "classes": checkpoint["classes"],
             "height": checkpoint["image_size"][0], "width": checkpoint["image_size"][1]}
-    model = make_model(checkpoint["arch"], meta, checkpoint["norm"])
+    options = checkpoint.get("model_options") or {}
+    try:
+        model = make_model(checkpoint["arch"], meta, checkpoint["norm"], options)
+    except (PipelineError, TypeError) as exc:
+        raise PipelineError(f"{path}: cannot rebuild its {checkpoint['arch']} model ({exc}); "
+                            "rebuild it with `dvc repro -f train`") from None
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as exc:
