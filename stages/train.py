@@ -39,8 +39,11 @@ def main() -> None:
             torch.save(checkpoint, tmp)
         resume = final.pop("_resume_checkpoint")
         os.remove(resume) if os.path.exists(resume) else None
+        import resource
+
         return {
             "model": f"{cfg.model} -> {paths.model}",
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "precision": checkpoint["precision"],
             **{k: v for k, v in final.items() if k != "epochs"},
             "epochs": final["epochs"],
