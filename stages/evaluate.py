@@ -18,7 +18,8 @@ def main() -> None:
         model, checkpoint = load_checkpoint(paths.model)
         test = c.load_split(paths.augmented, "test")
         items = c.load_items(paths.augmented, "test")
-        y_pred = predict_logits(model, test.x, cfg.batch_size).argmax(1).numpy()
+        y_pred = predict_logits(model, test.x, cfg.batch_size, bf16=checkpoint.get("bf16", False),
+                                tta=checkpoint.get("tta", False)).argmax(1).numpy()
         headline, per_class = score(test.y, y_pred, checkpoint["classes"])
         write_json(c.EVAL_METRICS, headline)
         write_json(c.PER_CLASS_METRICS, per_class)

@@ -13,9 +13,12 @@ class TrainParams(Section):
     # airbench: the fast default for small images; lenet: the seed tutorial's network;
     # resnet: a small residual CNN; resnet18: torchvision's, fine-tuned from train.pretrained
     model: Literal["airbench", "lenet", "resnet", "resnet18"] = "airbench"
-    width: int = Field(0, ge=0)  # airbench: channels of the first group (0 = the model's default)
+    width: int = Field(0, ge=0)  # airbench: channels of the first group (0 = default); other models ignore it
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(512, ge=1)  # the global batch (split over the processes under torchrun)
+    # Small datasets: the batch shrinks so an epoch has at least this many steps, and the lr shrinks
+    # with it (airbench's lr is per example); 1 = always batch_size.
+    min_steps_per_epoch: int = Field(8, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.75, gt=0)  # the peak learning rate (of the mean loss over a batch)
     momentum: float = Field(0.85, ge=0, lt=1)  # Nesterov when > 0
@@ -43,6 +46,4 @@ class TrainParams(Section):
             raise ValueError("pretrained weights are only used by model resnet18")
         if self.pretrained.startswith(("http://", "https://", "s3://")) and not self.pretrained_sha256:
             raise ValueError("a pretrained URL needs pretrained_sha256 (its bytes must be pinned)")
-        if self.width and self.model != "airbench":
-            raise ValueError("width applies to model airbench only")
         return self

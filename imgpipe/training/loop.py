@@ -71,13 +71,20 @@ def _unwrap(model):
     return inner[-1] if hasattr(inner, "__getitem__") and len(inner) else inner  # Sequential(Normalize, net)
 
 
-def make_optimizer(model, cfg):
+def effective_batch(n: int, cfg, world: int = 1) -> int:
+    """``cfg.batch_size``, shrunk on small datasets to give ``cfg.min_steps_per_epoch`` steps."""
+    return max(min(cfg.batch_size, -(-n // cfg.min_steps_per_epoch)), world, 1)
+
+
+def make_optimizer(model, cfg, batch: int | None = None):
+    """SGD (Nesterov) or AdamW with :func:`param_groups`; the lr scales with ``batch / cfg.batch_size``."""
     import torch
 
-    groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.bias_lr_scale)
+    lr = cfg.lr * (batch or cfg.batch_size) / cfg.batch_size
+    groups = param_groups(model, lr, cfg.weight_decay, cfg.bias_lr_scale)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def _set_lr(optimizer, cfg, step: int, total: int) -> float:
@@ -85,7 +92,7 @@ def _set_lr(optimizer, cfg, step: int, total: int) -> float:
     for group in optimizer.param_groups:
         frozen = group.get("name") == "whiten_bias" and step >= WHITEN_BIAS_UNTIL * total
         group["lr"] = 0.0 if frozen else group["base_lr"] * m
-    return cfg.lr * m
+    return optimizer.param_groups[0]["base_lr"] * m
 
 
 def _ema_update(model, ema: dict | None, decay: float) -> dict:
@@ -117,11 +124,12 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
     state = state or LoopState()
     amp, _ = mixed_precision(device, cfg.bf16)
     net = dist.wrap(model) if dist is not None and world > 1 else model
-    optimizer = make_optimizer(model, cfg)
+    batch = effective_batch(len(train.y), cfg, world)
+    optimizer = make_optimizer(model, cfg, batch)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    steps_per_epoch = len(tdata.epoch_batches(len(train.y), cfg.batch_size, cfg.seed, 0, rank, world))
+    steps_per_epoch = len(tdata.epoch_batches(len(train.y), batch, cfg.seed, 0, rank, world))
     total = cfg.epochs * steps_per_epoch
     tta = flip and cfg.tta
     trace = os.environ.get("IMGPIPE_TRAIN_TRACE")  # test hook: record the sample ids each rank sees
@@ -130,7 +138,7 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
     while state.epoch < cfg.epochs and not state.stopped_early:
         epoch = state.epoch
         gen = tdata.batch_generator(cfg.seed, epoch, rank)
-        batches = tdata.epoch_batches(len(train.y), cfg.batch_size, cfg.seed, epoch, rank, world)
+        batches = tdata.epoch_batches(len(train.y), batch, cfg.seed, epoch, rank, world)
         model.train()
         sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
         lr = cfg.lr

@@ -23,7 +23,7 @@ def _sigterm(signum, frame):  # `kill <pid>`, a queue worker's stop: end like Ct
 
 def model_options(cfg) -> dict:
     options = {}
-    if cfg.width:
+    if cfg.width and cfg.model == "airbench":  # the other models have fixed widths
         options["width"] = cfg.width
     if cfg.model == "resnet18" and cfg.freeze_backbone:
         options["freeze_backbone"] = True

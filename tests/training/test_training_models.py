@@ -11,7 +11,7 @@ from imgpipe.models import LeNet, ResNet, build_model
 from imgpipe.models.airbench import AirNet
 from imgpipe.params.train import TrainParams
 from imgpipe.training.checkpoint import load_weights_file, model_checkpoint
-from imgpipe.training.loop import fit
+from imgpipe.training.loop import effective_batch, fit, make_optimizer
 
 
 def _meta(size, channels=3, classes=3):
@@ -27,7 +27,8 @@ def test_each_model_learns_tiny_data(arch, size, lr, options, tiny_split):
     torch.manual_seed(0)
     train, val = tiny_split(24, size), tiny_split(6, size, seed=1)
     model = make_model(arch, _meta(size), NORM3, options)
-    cfg = TrainParams(model=arch, **options, epochs=5, batch_size=8, lr=lr, momentum=0.9, weight_decay=0.0,
+    cfg = TrainParams(model=arch, **options, epochs=5, batch_size=8, min_steps_per_epoch=1, lr=lr, momentum=0.9,
+                      weight_decay=0.0,
                       schedule="constant", label_smoothing=0.0, ema=False, translate=0, bias_lr_scale=1.0)
     state = fit(model, train, val, cfg, flip=False, device=torch.device("cpu"))
     losses = [r["train/loss"] for r in state.history]
@@ -41,9 +42,17 @@ def test_one_step_runs_for_every_schedule(schedule, tiny_split):
     # The seed's `-S train.epochs=1 -S train.batch_size=1024` on digits: OneCycleLR divided by zero.
     train, val = tiny_split(20, 16), tiny_split(6, 16, seed=1)
     model = make_model("airbench", _meta(16), NORM3, {"width": 8})
-    cfg = TrainParams(epochs=1, batch_size=1024, schedule=schedule, width=8)
+    cfg = TrainParams(epochs=1, batch_size=1024, min_steps_per_epoch=1, schedule=schedule, width=8)
     state = fit(model, train, val, cfg, flip=True, device=torch.device("cpu"))
     assert state.step == 1 and len(state.history) == 1
+
+
+def test_small_datasets_get_smaller_batches_and_proportional_lr():
+    cfg = TrainParams(batch_size=512, lr=0.8, min_steps_per_epoch=8)
+    assert effective_batch(1221, cfg) == 153 and effective_batch(34000, cfg) == 512
+    assert effective_batch(3, cfg, world=2) == 2
+    model = make_model("airbench", _meta(16), NORM3, {"width": 8})
+    assert make_optimizer(model, cfg, 128).param_groups[0]["lr"] == pytest.approx(0.2)
 
 
 def test_early_stopping_restores_the_best_epoch(tiny_split):
