@@ -9,3 +9,6 @@ from imgpipe.params.base import Section
 
 class EvaluateParams(Section):
     batch_size: int = Field(512, ge=1)
+    tta: bool = False  # average each image's prediction with its mirror image's (flip TTA)
+    ece_bins: int = Field(15, ge=1, le=1000)  # equal-width confidence bins of the calibration error
+    gallery_size: int = Field(16, ge=0, le=16)  # most confidently wrong test images drawn
