@@ -13,6 +13,8 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("imgpipe.predict", "run the trained model on images: a CSV of labels and probabilities, "
+                "or Label Studio tasks pre-annotated most-uncertain first"),
 }
 
 

@@ -33,6 +33,7 @@ SHARDS_DIR = "shards"
 LABELS_FILE = "labels.parquet"
 CLASSES_FILE = "classes.json"
 LABEL_ISSUES_FILE = "issues.parquet"
+ANNOTATORS_FILE = "annotators.json"  # annotator agreement report (several annotators per image)
 
 # -- data/validated (validate) ---------------------------------------------------------------------
 DATASET_FILE = "dataset.parquet"
@@ -63,9 +64,13 @@ def split_items_file(split: str) -> str:
 PREPROCESS_METRICS = Path("metrics/preprocess.json")
 LABELS_METRICS = Path("metrics/labels.json")
 DATA_QUALITY_METRICS = Path("metrics/data_quality.json")
-EVAL_METRICS = Path("metrics/eval.json")
-PER_CLASS_METRICS = Path("metrics/per_class.json")
-PREDICTIONS_FILE = Path("metrics/predictions.csv")
+EVAL_METRICS = Path("metrics/eval.json")  # headline figures only: what `dvc exp show` compares
+# evaluate's detail (plain outputs, not `metrics:`), the data of the plots in dvc.yaml
+EVAL_DIR = Path("metrics/eval")
+PER_CLASS_METRICS = EVAL_DIR / "per_class.csv"  # class, precision, recall, f1, support
+PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"  # one row per test image
+RELIABILITY_FILE = EVAL_DIR / "reliability.csv"  # reliability-diagram bins
+EVAL_PLOTS_DIR = EVAL_DIR / "plots"  # every figure as a PNG (a DVC-cached output)
 
 # -- columns ---------------------------------------------------------------------------------------
 ITEM_ID = "item_id"  # POSIX path under <raw>/files/, or "<array file>#<index>"

@@ -8,7 +8,10 @@ Rules, per image, on its non-cancelled votes:
 - one annotator giving different labels (two rows of an annotator-less CSV, or one annotation
   choosing several classes): ``conflict``. Votes without an annotator count as one annotator, so
   rows that disagree are never outvoted.
-- otherwise a majority vote across annotators; a tie for the top is a ``tie``, never guessed.
+- otherwise a vote across annotators (``labels.vote``): ``majority``, or ``dawid-skene``, which
+  weighs each annotator by the reliability estimated from all their labels (see
+  :mod:`imgpipe.labels.agreement`) and picks the most probable of the labels the image was given;
+  a tie for the top is a ``tie``, never guessed.
 - a winning label outside the frozen class list: ``unknown_class``.
 Votes whose reference names no single image are ``orphan_label`` (one issue per reference).
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from imgpipe.errors import LabelError
+from imgpipe.labels.agreement import annotator_report, clean_votes, reliability_posteriors
 from imgpipe.labels.match import ItemMatcher, Match
 from imgpipe.params.labels import LabelsParams
 
@@ -105,6 +109,7 @@ class Resolution:
     labels: pd.DataFrame
     issues: pd.DataFrame
     stats: dict = field(default_factory=dict)
+    annotators: dict = field(default_factory=dict)  # agreement report, see agreement.annotator_report
 
 
 @dataclass(frozen=True)
@@ -137,8 +142,11 @@ class _Issues:
 
 
 def _resolve_item(item_id: str, votes: list[_Vote], classes: dict[str, int], issues: _Issues,
-                  label_file: str) -> tuple[str, int, float] | None:
-    """(label, annotators, agreement) for one image, or None after recording why not."""
+                  label_file: str, posterior: dict[str, float] | None = None) -> tuple[str, int, float] | None:
+    """(label, annotators, agreement) for one image, or None after recording why not.
+
+    ``posterior`` (``labels.vote: dawid-skene``) ranks the image's labels instead of their counts.
+    """
     human = [v for v in votes if v.kind == "label"]
     if not human:
         unreviewed = [v for v in votes if v.kind == "unreviewed"]
@@ -172,19 +180,22 @@ def _resolve_item(item_id: str, votes: list[_Vote], classes: dict[str, int], iss
             issues.add(item_id, own[0].reference, "conflict", f"{who} gives different labels: {_listing(own)}")
             return None
     counts = Counter(v.label for v in filled)
-    top = max(counts.values())
-    winners = sorted(label for label, n in counts.items() if n == top)
+    # Only labels someone gave this image can win; rounding keeps float noise from breaking ties.
+    weight = {label: round(posterior.get(label, 0.0), 9) for label in counts} if posterior else counts
+    top = max(weight.values())
+    winners = sorted(label for label, w in weight.items() if w == top)
     total = len(filled)
     if len(winners) > 1:
         split = " vs ".join(f"{label} {counts[label]}" for label in sorted(counts))
-        issues.add(item_id, filled[0].reference, "tie", f"{total} annotators tie, {split}: {_listing(filled)}")
+        how = " (equally reliable)" if posterior else ""
+        issues.add(item_id, filled[0].reference, "tie", f"{total} annotators tie{how}, {split}: {_listing(filled)}")
         return None
     label = winners[0]
     if label not in classes:
         issues.add(item_id, filled[0].reference, "unknown_class",
                    f"{label!r} is not one of the {len(classes)} classes ({filled[0].where})")
         return None
-    return label, total, top / total
+    return label, total, counts[label] / total
 
 
 def resolve_votes(
@@ -215,12 +226,19 @@ def resolve_votes(
             orphans.setdefault(v.reference, []).append((v, rec.match_detail))
     issues = _Issues(cfg)
     rows = []
-    split_votes = 0
+    split_votes = overruled = 0
+    human = clean_votes({item: [(v.annotator, v.label) for v in vs if v.kind == "label"]
+                         for item, vs in per_item.items()})
+    posteriors, reliability = reliability_posteriors(human) if cfg.vote == "dawid-skene" else ({}, None)
     for item_id in item_ids:
-        result = _resolve_item(item_id, per_item.get(item_id, []), class_index, issues, label_file)
+        votes = per_item.get(item_id, [])
+        result = _resolve_item(item_id, votes, class_index, issues, label_file, posteriors.get(item_id))
         if result:
             label, annotators, agreement = result
             split_votes += agreement < 1
+            if posteriors and item_id in human:
+                counts = Counter(human[item_id].values())
+                overruled += counts[label] < max(counts.values()) or list(counts.values()).count(counts[label]) > 1
             rows.append((item_id, label, class_index[label], annotators, agreement, label_source))
     for reference, group in sorted(orphans.items(), key=lambda kv: min(v.row for v, _ in kv[1])):
         first, detail = group[0]
@@ -236,7 +254,11 @@ def resolve_votes(
         "majority_resolved": int(split_votes),
         "matched_by": {k: int(n) for k, n in sorted(Counter(matched["match"]).items())},
     }
-    return Resolution(labels, issue_table, stats)
+    if cfg.vote == "dawid-skene":
+        # images whose reliability-weighted label is not the plain majority's (or breaks its tie)
+        stats["vote_overruled_majority"] = int(overruled)
+    report = annotator_report(human, dict(zip(labels["item_id"], labels["label"], strict=True)), reliability)
+    return Resolution(labels, issue_table, stats, {"vote": cfg.vote, **report})
 
 
 def _example(row: pd.Series) -> str:

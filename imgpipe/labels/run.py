@@ -1,7 +1,8 @@
 """Label import (stage ``labels``): any supported label source to one frozen, checked label table.
 
 Reads ``<raw>`` (the download stage's output, not preprocess) and writes ``<out>/labels.parquet``,
-``classes.json`` and ``issues.parquet`` as docs/DATA_CONTRACTS.md describes. Formats: ImageFolder,
+``classes.json``, ``issues.parquet`` and ``annotators.json`` (agreement between annotators) as
+docs/DATA_CONTRACTS.md describes. Formats: ImageFolder,
 CSV/TSV, CIFAR pickles, MNIST IDX label files, and Label Studio JSON, JSON-MIN and CSV exports of
 a Choices project. Every problem is counted with examples, and handled by its ``labels.on_*``
 policy; a ``fail`` policy stops the stage before anything is written.
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from imgpipe import arrayfiles
-from imgpipe.contracts import CLASSES_FILE, LABEL_ISSUES_FILE, LABELS_FILE
+from imgpipe.contracts import ANNOTATORS_FILE, CLASSES_FILE, LABEL_ISSUES_FILE, LABELS_FILE
 from imgpipe.errors import LabelError, PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.labels.formats import (
@@ -157,6 +158,15 @@ def _counts_text(issues: pd.DataFrame, action: str) -> str:
     return ", ".join(f"{problem} {counts[problem]}" for problem in PROBLEMS if problem in counts)
 
 
+def _annotators_text(report: dict) -> str:
+    worst = sorted((a for a in report["annotators"] if a["agreement"] is not None), key=lambda a: a["agreement"])
+    lowest = f"; lowest agreement: {worst[0]['annotator']} {worst[0]['agreement']:.2f}" if worst else ""
+    kappa = report["fleiss_kappa"]
+    kappa_text = f"{kappa:.3f}" if kappa is not None else "undefined"
+    return (f"{len(report['annotators'])} annotators, {report['images_with_several_votes']} images with several "
+            f"votes, Fleiss' kappa {kappa_text} ({report['vote']} vote){lowest}; see {ANNOTATORS_FILE}")
+
+
 def run(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg: DownloadParams | None = None) -> dict:
     """Import the labels of ``raw_dir`` into ``out_dir``; return the stage summary.
 
@@ -186,6 +196,7 @@ def run(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg: DownloadP
         write_parquet(result.labels, tmp / LABELS_FILE)
         write_json(tmp / CLASSES_FILE, {"classes": classes})
         write_parquet(result.issues, tmp / LABEL_ISSUES_FILE)
+        write_json(tmp / ANNOTATORS_FILE, result.annotators)
 
     labelled = len(result.labels)
     metrics = {
@@ -203,6 +214,9 @@ def run(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg: DownloadP
         "problems": problem_report(result.issues, cfg),
         **result.stats,
     }
+    several = result.annotators["images_with_several_votes"]
+    if several:  # the labelling-quality figure worth comparing; detail in annotators.json
+        metrics["fleiss_kappa"] = result.annotators["fleiss_kappa"]
     how = "auto: " if source.auto else ""
     summary = {
         "format": f"{source.format} ({how}{source.reason})",
@@ -214,6 +228,7 @@ def run(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg: DownloadP
                  f"{result.stats['majority_resolved']} settled by majority)",
         "dropped": _counts_text(result.issues, "drop"),
         "quarantined": _counts_text(result.issues, "quarantine"),
+        **({"annotators": _annotators_text(result.annotators)} if several else {}),
         "metrics": metrics,
     }
     return summary

@@ -33,6 +33,9 @@ class LabelsParams(Section):
     on_conflict: Policy = "quarantine"
     on_orphan_label: Literal["drop", "fail"] = "drop"
     on_unreviewed: Policy = "drop"
+    # How several annotators' labels for one image become one: majority, or dawid-skene (each
+    # annotator weighted by the reliability estimated from all their labels).
+    vote: Literal["majority", "dawid-skene"] = "majority"
 
     @field_validator("classes", mode="before")
     @classmethod
