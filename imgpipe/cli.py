@@ -13,6 +13,7 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "review": ("imgpipe.clean.export", "export the validate stage's findings as Label Studio tasks"),
 }
 
 
