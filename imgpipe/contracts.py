@@ -38,7 +38,11 @@ ANNOTATORS_FILE = "annotators.json"  # annotator agreement report (several annot
 # -- data/validated (validate) ---------------------------------------------------------------------
 DATASET_FILE = "dataset.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
-EXPECTATIONS_FILE = "expectations.json"
+EXPECTATIONS_FILE = "expectations.json"  # the deterministic validation result
+REVIEW_FILE = "review.parquet"  # REVIEW_COLUMNS: every finding of every check
+QUALITY_DETAIL_FILE = "quality_detail.json"  # per-class and per-reason counts
+VALIDATE_REPORT_DIR = Path("reports/validate")  # report.html + sheets/*.png (DVC image plots)
+VALIDATE_FAILED_DIR = Path("reports/validate-failed")  # what a failed gate leaves (not a DVC output)
 
 # -- data/augmented (augment) ----------------------------------------------------------------------
 NORM_FILE = "norm.json"
@@ -86,7 +90,10 @@ COPY = "copy"  # augmented copy number; 0 = the original image
 # any later output joins back to the image.
 ITEM_COLUMNS = (ITEM_ID, SOURCE_PATH)
 # The one shape of every cleaning check's findings (imgpipe.clean.*) and of the review table.
-REVIEW_COLUMNS = (ITEM_ID, SOURCE_PATH, "check", "score", "decision", "group_id", "suggested_label", "detail")
+# score: the check's measure (similarity, statistic, or for label issues the probability of the
+# given label); suggested_score: the probability of suggested_label (NaN when none).
+REVIEW_COLUMNS = (ITEM_ID, SOURCE_PATH, "check", "score", "decision", "group_id", "suggested_label",
+                  "suggested_score", "detail")
 
 
 def _corrupt(path: Path, stage: str, detail: str) -> PipelineError:

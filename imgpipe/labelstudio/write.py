@@ -30,6 +30,8 @@ class TaskProposal:
     label: str | None  # proposed class; None = no prediction, just a task
     score: float | None = None  # the proposer's confidence in ``label``, 0..1
     data: dict = field(default_factory=dict)  # extra task data shown to the annotator (item_id, ...)
+    annotation: str | None = None  # a label already given (a person edits it; exports return it)
+    annotator: str = ""  # who gave ``annotation`` (Label Studio's completed_by)
 
 
 def tasks(proposals: Iterable[TaskProposal], model_version: str) -> list[dict]:
@@ -51,6 +53,20 @@ def tasks(proposals: Iterable[TaskProposal], model_version: str) -> list[dict]:
             if p.score is not None:
                 prediction["score"] = round(float(p.score), 6)
             task["predictions"] = [prediction]
+        if p.annotation is not None:
+            task["annotations"] = [{
+                "id": i,
+                "completed_by": p.annotator,
+                "was_cancelled": False,
+                "ground_truth": False,
+                "result": [{
+                    "id": f"a{i}",
+                    "from_name": CHOICES_NAME,
+                    "to_name": IMAGE_NAME,
+                    "type": "choices",
+                    "value": {"choices": [p.annotation]},
+                }],
+            }]
         out.append(task)
     return out
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgpipe.clean.run import validate
+from imgpipe.clean.run import GateReport, validate
 from imgpipe.clean.suite import load_suite
 from imgpipe.errors import ValidationFailed
 from imgpipe.io import read_parquet
@@ -26,8 +26,13 @@ def _inputs(tmp_path, n_per_class=20, splits=None, labels=None, issues=None, bla
     return manifest, table, read_parquet(tmp_path / "lab" / "issues.parquet"), ids
 
 
-def _run(manifest, table, issues, **cfg):
-    return validate(manifest, table, issues, CLASSES, manifest.iloc[:0], SUITE, ValidateParams(**cfg))
+SPEC = {"height": 12, "width": 12, "channels": 3}
+
+
+def _run(manifest, table, issues, rejects=None, report=None, configured=None, **cfg):
+    rejects = manifest.iloc[:0][["item_id", "source_path"]].assign(reason="") if rejects is None else rejects
+    return validate(manifest, table, issues, CLASSES, rejects, SUITE, ValidateParams(**cfg),
+                    image_spec=SPEC, configured=configured or SPEC, report=report)
 
 
 def test_clean_dataset_passes_with_stratified_splits(tmp_path):
@@ -38,8 +43,9 @@ def test_clean_dataset_passes_with_stratified_splits(tmp_path):
     # 20 per class: 4 to test (0.2), then 0.15 of 16 -> 2 to val, 14 to train, for every class.
     assert set(counts["test"]) == {4} and set(counts["val"]) == {2} and set(counts["train"]) == {14}
     assert result.quality["expectations_failed"] == 0
-    assert {"expectation": "expect_column_values_to_not_be_null", "column": "label", "level": "row",
-            "reason": "no label", "success": True, "unexpected": 0} in result.expectations
+    assert {"batch": "images", "expectation": "expect_column_values_to_not_be_null", "column": "label",
+            "level": "row", "reason": "no label", "success": True, "unexpected": 0, "unexpected_examples": [],
+            "observed": None} in result.expectations
 
 
 def test_splits_are_seeded_and_stable(tmp_path):
@@ -71,7 +77,8 @@ def test_missing_label_and_blank_image_are_quarantined_with_every_reason(tmp_pat
     assert "no label" in q[ids[5]] and "blank image" in q[ids[5]]
     assert q[ids[7]] == "blank image (a single flat colour)"
     assert ids[5] not in set(result.dataset["item_id"])
-    assert result.quality["quarantine_by_reason"] == {"blank image (a single flat colour)": 2, "no label": 1}
+    assert result.detail["quarantine_by_reason"] == {"blank image (a single flat colour)": 2, "no label": 1}
+    assert set(result.review.loc[result.review["decision"] == "quarantined", "item_id"]) == {ids[5], ids[7]}
 
 
 def test_label_issue_with_quarantine_action_is_quarantined(tmp_path):
@@ -117,3 +124,60 @@ def test_unlabelled_image_dropped_by_label_policy_is_not_quarantined(tmp_path):
     assert "img/002.png" not in set(result.dataset["item_id"])
     assert result.quality["images_dropped_by_label_policy"] == 1
     assert result.quality["images_decoded"] == 60
+
+
+def test_a_label_problem_is_one_reason_not_two(tmp_path):
+    """The labels stage quarantined an unlabelled image; the suite's 'no label' is the same finding."""
+    _, y = class_images(20, 3, size=12)
+    labels = list(y)
+    labels[4] = labels[9] = None
+    issues = [
+        {"item_id": "img/004.png", "reference": "004.png", "problem": "missing_label", "detail": "", "action": "quarantine"},
+        {"item_id": "img/009.png", "reference": "009.png", "problem": "unknown_class", "detail": "zebra",
+         "action": "quarantine"},
+    ]
+    manifest, table, issue_table, _ = _inputs(tmp_path, labels=labels, issues=issues)
+    result = _run(manifest, table, issue_table, max_quarantine_fraction=0.5)
+    assert result.detail["quarantine_by_reason"] == {"label missing label": 1, "label unknown class": 1}
+    assert result.quality["images_quarantined"] == 2
+    quarantined = result.review[result.review["decision"] == "quarantined"]
+    assert sorted(quarantined["check"]) == ["label_import", "label_import"]
+
+
+def test_a_vanished_class_fails_the_gate_naming_it(tmp_path):
+    _, y = class_images(20, 3, size=12)
+    labels = [lab if lab != 2 else 1 for lab in y]  # class c collapsed into b
+    manifest, table, issues, _ = _inputs(tmp_path, labels=labels)
+    report = GateReport()
+    with pytest.raises(ValidationFailed, match=r"fewer images than validate.min_class_count .*: c"):
+        _run(manifest, table, issues, report=report)
+    assert report.offending["item_id"].tolist() == ["c"]
+    with pytest.raises(ValidationFailed, match="more than validate.max_class_share"):
+        _run(manifest, table, issues, min_class_count=0, max_class_share=0.5)
+
+
+def test_image_size_other_than_configured_fails_the_gate(tmp_path):
+    manifest, table, issues, _ = _inputs(tmp_path)
+    with pytest.raises(ValidationFailed, match="image height is not preprocess.size"):
+        _run(manifest, table, issues, configured={"height": 16, "width": 12, "channels": 3})
+
+
+def test_preprocess_rejects_have_their_own_limit(tmp_path):
+    manifest, table, issues, _ = _inputs(tmp_path)
+    rejects = pd.DataFrame({"item_id": ["x1", "x2", "x3", "x4"], "source_path": ["x1", "x2", "x3", "x4"],
+                            "reason": "not an image"})
+    report = GateReport()
+    with pytest.raises(ValidationFailed, match=r"4 of 64 files could not be decoded .*max_reject_fraction=5.0%"):
+        _run(manifest, table, issues, rejects=rejects, report=report)
+    assert set(report.offending["item_id"]) == {"x1", "x2", "x3", "x4"}
+    ok = _run(manifest, table, issues, rejects=rejects, max_reject_fraction=0.1)
+    assert ok.quality["images_rejected_by_preprocess"] == 4 and ok.quality["reject_fraction"] == 0.0625
+
+
+def test_a_failed_quarantine_limit_leaves_the_offending_rows(tmp_path):
+    manifest, table, issues, ids = _inputs(tmp_path, blank=range(0, 10))
+    report = GateReport()
+    with pytest.raises(ValidationFailed):
+        _run(manifest, table, issues, report=report, max_quarantine_fraction=0.05)
+    assert set(report.offending["item_id"]) == set(ids[:10])
+    assert report.quality["images_quarantined"] == 10 and report.expectations

@@ -1,0 +1,189 @@
+"""Exact and near duplicates, grouped transitively.
+
+Exact duplicates share ``pixel_sha256`` (the manifest's hash of the final pixels).
+
+Near duplicates are found on a small pixel embedding, not on the manifest's 64-bit phash: on
+32x32 photographs a copy shifted by 2 pixels moves the phash by 16 bits on median, while two
+unrelated CIFAR-10 images are 22 bits apart at the 1st percentile, so no radius separates them
+(measured on the 50,000 CIFAR-10 training images; README, "Validate and clean"). The embedding is
+the mean colour of a 7x7 grid of cells over the image minus a ``margin``-pixel border, centred and
+scaled to unit length; it is taken at every offset of the crop window within the border
+(``(2 margin + 1)^2`` shifts), so a copy shifted by up to ``margin`` pixels lines up with its
+original in one of them. A pair is a near duplicate when the cosine similarity of some shift
+reaches ``threshold``: exact verification on candidates.
+
+Candidates come from random-hyperplane LSH (SimHash): ``tables`` hash tables of ``bits`` sign
+bits each; an image's shifted embeddings are looked up in the tables of the centred ones, so the
+work grows with the number of images times the bucket size, not with all pairs. For a pair at
+similarity 0.99 one table catches it with probability ~0.33 (24 bits), twelve tables with 0.99.
+``brute_force_pairs`` is the all-pairs reference the benchmark and the tests compare against.
+
+Everything is seeded and ordered, so the groups are the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+GRID = 7  # cells per side of the embedding grid
+MIN_NORM = 1.0  # images flatter than this (mean |cell - mean| in grey levels) take no part
+
+
+def integral(pixels: np.ndarray) -> np.ndarray:
+    """Summed-area table ``(N, H+1, W+1, C)`` int32 of uint8 images (exact)."""
+    n, h, w, c = pixels.shape
+    table = np.zeros((n, h + 1, w + 1, c), np.int32)
+    np.cumsum(np.cumsum(pixels, axis=1, dtype=np.int32), axis=2, out=table[:, 1:, 1:])
+    return table
+
+
+def _edges(start: int, length: int) -> np.ndarray:
+    return np.round(start + np.arange(GRID + 1) * (length / GRID)).astype(np.int64)
+
+
+def embed(table: np.ndarray, oy: int, ox: int, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings ``(N, GRID*GRID*C)`` float32 of the crop at offset (oy, ox), and each
+    crop's spread (RMS deviation of its cell means from their mean, in grey levels)."""
+    n, hp, wp, c = table.shape
+    r = _edges(oy, hp - 1 - 2 * margin)
+    k = _edges(ox, wp - 1 - 2 * margin)
+    corners = table[:, r][:, :, k].astype(np.float64)
+    sums = corners[:, 1:, 1:] - corners[:, :-1, 1:] - corners[:, 1:, :-1] + corners[:, :-1, :-1]
+    area = np.diff(r)[:, None] * np.diff(k)[None, :]
+    cells = (sums / np.maximum(area, 1)[None, :, :, None]).reshape(n, -1)
+    cells -= cells.mean(axis=1, keepdims=True)
+    norm = np.sqrt((cells * cells).mean(axis=1))
+    unit = cells / np.maximum(norm * np.sqrt(cells.shape[1]), 1e-9)[:, None]
+    return unit.astype(np.float32), norm
+
+
+def offsets(margin: int) -> list[tuple[int, int]]:
+    return [(oy, ox) for oy in range(2 * margin + 1) for ox in range(2 * margin + 1)]
+
+
+def _keys(emb: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """``(N, tables)`` uint64 bucket keys: the sign bits of each table's projections."""
+    tables, bits, dim = planes.shape
+    signs = (emb @ planes.reshape(tables * bits, dim).T) > 0
+    weights = np.uint64(1) << np.arange(bits, dtype=np.uint64)
+    return (signs.reshape(len(emb), tables, bits).astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+
+
+def _margin_for(pixels: np.ndarray, margin: int) -> int:
+    h, w = pixels.shape[1:3]
+    return max(0, min(margin, (min(h, w) - GRID) // 2))
+
+
+def near_duplicate_pairs(
+    pixels: np.ndarray,
+    threshold: float,
+    margin: int = 2,
+    tables: int = 12,
+    bits: int = 24,
+    seed: int = 0,
+    chunk: int = 4096,
+) -> pd.DataFrame:
+    """Pairs ``(a, b, similarity)`` with ``a < b`` (row positions) of near duplicates, by LSH."""
+    n = len(pixels)
+    if n < 2:
+        return _pairs_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    margin = _margin_for(pixels, margin)
+    centre = np.empty((n, GRID * GRID * pixels.shape[-1]), np.float32)
+    spread = np.empty(n)
+    for s in range(0, n, chunk):
+        centre[s : s + chunk], spread[s : s + chunk] = embed(integral(pixels[s : s + chunk]), margin, margin, margin)
+    usable = spread >= MIN_NORM
+    planes = np.random.default_rng(seed).standard_normal((tables, bits, centre.shape[1])).astype(np.float32)
+    keys = _keys(centre, planes)
+    order = np.argsort(keys, axis=0, kind="stable")
+    sorted_keys = np.ascontiguousarray(np.take_along_axis(keys, order, axis=0).T)  # (tables, n)
+    order = np.ascontiguousarray(order.T)
+    for t in range(tables):  # flat images sit in no bucket
+        sorted_keys[t][~usable[order[t]]] = np.iinfo(np.uint64).max
+    best: dict[int, float] = {}
+    for s in range(0, n, chunk):
+        table = integral(pixels[s : s + chunk])
+        ok = usable[s : s + chunk]
+        for oy, ox in offsets(margin):
+            query, _ = embed(table, oy, ox, margin)
+            qkeys = _keys(query, planes)
+            found = []
+            for t in range(tables):
+                lo = np.searchsorted(sorted_keys[t], qkeys[:, t], "left")
+                hi = np.searchsorted(sorted_keys[t], qkeys[:, t], "right")
+                count = np.where(ok, hi - lo, 0)
+                total = int(count.sum())
+                if not total:
+                    continue
+                q = np.repeat(np.arange(len(query)), count)
+                pos = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
+                other = order[t][pos]
+                keep = other > q + s  # each unordered pair once (the reverse shift finds it too)
+                found.append(q[keep].astype(np.int64) * n + other[keep])
+            if not found:
+                continue
+            cand = np.unique(np.concatenate(found))
+            q, other = cand // n, cand % n
+            sim = np.einsum("nd,nd->n", query[q], centre[other])
+            hit = sim >= threshold
+            for a, b, v in zip((q[hit] + s).tolist(), other[hit].tolist(), sim[hit].tolist(), strict=True):
+                key = a * n + b
+                if v > best.get(key, -1.0):
+                    best[key] = v
+    keys_found = np.array(sorted(best), dtype=np.int64)
+    sims = np.array([best[k] for k in keys_found.tolist()])
+    return _pairs_frame(keys_found // n, keys_found % n, sims)
+
+
+def brute_force_pairs(pixels: np.ndarray, threshold: float, margin: int = 2) -> pd.DataFrame:
+    """The same criterion over all pairs (quadratic): the reference for recall and speed."""
+    n = len(pixels)
+    margin = _margin_for(pixels, margin)
+    table = integral(pixels)
+    centre, spread = embed(table, margin, margin, margin)
+    best = np.full((n, n), -np.inf, np.float32)
+    for oy, ox in offsets(margin):
+        query, _ = embed(table, oy, ox, margin)
+        np.maximum(best, query @ centre.T, out=best)
+    best = np.maximum(best, best.T)  # a pair counts whichever image is shifted
+    usable = spread >= MIN_NORM
+    best[~usable] = -np.inf
+    best[:, ~usable] = -np.inf
+    a, b = np.nonzero(np.triu(best >= threshold, k=1))
+    return _pairs_frame(a.astype(np.int64), b.astype(np.int64), best[a, b].astype(np.float64))
+
+
+def _pairs_frame(a: np.ndarray, b: np.ndarray, sim: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"a": a.astype(np.int64), "b": b.astype(np.int64), "similarity": np.round(sim, 6)})
+
+
+def union_find_groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Group label per row (the smallest member's position), -1 for rows in no pair."""
+    parent = np.arange(n)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for x, y in zip(np.asarray(a).tolist(), np.asarray(b).tolist(), strict=True):
+        rx, ry = find(x), find(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    roots = np.array([find(i) for i in range(n)])
+    sizes = np.bincount(roots, minlength=n)
+    return np.where(sizes[roots] > 1, roots, -1)
+
+
+def exact_groups(sha: pd.Series) -> np.ndarray:
+    """Group label per row for identical pixels (first member's position), -1 when unique."""
+    codes, uniques = pd.factorize(sha, sort=False)
+    first = np.full(len(uniques), -1, dtype=np.int64)
+    for pos in range(len(codes) - 1, -1, -1):
+        first[codes[pos]] = pos
+    sizes = np.bincount(codes, minlength=len(uniques))
+    return np.where(sizes[codes] > 1, first[codes], -1)

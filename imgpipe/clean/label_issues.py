@@ -1,0 +1,155 @@
+"""Suspected wrong labels by confident learning (cleanlab) on out-of-sample probabilities.
+
+The probabilities come from K-fold cross-validation of a cheap model, not from the main training
+run: single-layer k-means features (Coates, Lee and Ng, 2011: contrast-normalised, whitened image
+patches, soft-assigned to 256 centroids learnt without labels, pooled over the four quadrants,
+square-rooted) and a
+ridge classifier on them whose scores become probabilities through a softmax whose temperature is
+fitted on the training folds. On the 50,000 CIFAR-10 training images this takes about a minute on
+2 cores and reaches ~64% out-of-sample accuracy, enough for confident learning to put most
+planted label swaps near the top of its ranking (README, "Validate and clean").
+
+cleanlab's ``find_label_issues`` picks the suspects and ranks them by self-confidence (the
+probability the model gives the label the image has); at most ``max_flag_fraction`` of the images
+are kept, the least self-confident first, so the review list stays a size a person can work through.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from imgpipe.contracts import ITEM_ID, REVIEW_COLUMNS, SOURCE_PATH
+from imgpipe.params.validate import LabelIssueParams
+
+CENTROIDS = 256
+SAMPLE_PATCHES = 100_000
+CHUNK = 1000
+
+
+def _patches(images: np.ndarray, size: int, stride: int) -> np.ndarray:
+    windows = np.lib.stride_tricks.sliding_window_view(images, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+    n, h, w, c = windows.shape[:4]
+    return windows.transpose(0, 1, 2, 4, 5, 3).reshape(n, h, w, size * size * c)
+
+
+def _normalise(patches: np.ndarray) -> np.ndarray:
+    p = patches.astype(np.float32)
+    p -= p.mean(axis=-1, keepdims=True)
+    p /= np.sqrt(p.var(axis=-1, keepdims=True) + 10.0)
+    return p
+
+
+def kmeans_features(pixels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``(N, 4 * CENTROIDS)`` float32 features, learnt without labels."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    n, h, w, _ = pixels.shape
+    size = max(2, min(6, min(h, w) // 2))
+    stride = 1 if min(h, w) <= 16 else 2
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(n, min(n, 4000), replace=False)
+    sample = _patches(pixels[np.sort(pick)], size, 1).reshape(-1, size * size * pixels.shape[-1])
+    keep = min(len(sample), SAMPLE_PATCHES, 100 * n)  # small sets: fewer patches and centroids
+    sample = _normalise(sample[np.sort(rng.choice(len(sample), keep, replace=False))])
+    mean = sample.mean(axis=0)
+    eigval, eigvec = np.linalg.eigh(np.cov(sample - mean, rowvar=False).astype(np.float64))
+    whiten = (eigvec @ np.diag(1.0 / np.sqrt(np.maximum(eigval, 0) + 0.1)) @ eigvec.T).astype(np.float32)
+    k = min(CENTROIDS, max(2, n // 4))
+    km = MiniBatchKMeans(k, init="k-means++" if n >= 5000 else "random", random_state=seed,
+                         batch_size=4096, n_init=1, max_iter=50).fit((sample - mean) @ whiten)
+    centres = km.cluster_centers_.astype(np.float32)
+    c2 = (centres * centres).sum(axis=1)
+    out = np.zeros((n, 4 * CENTROIDS), np.float32)
+    for s in range(0, n, CHUNK):
+        p = _normalise(_patches(pixels[s : s + CHUNK], size, stride))
+        b, ph, pw, d = p.shape
+        z = (p.reshape(-1, d) - mean) @ whiten
+        dist = np.sqrt(np.maximum((z * z).sum(axis=1, keepdims=True) - 2 * z @ centres.T + c2, 0))
+        act = np.maximum(dist.mean(axis=1, keepdims=True) - dist, 0).reshape(b, ph, pw, k)
+        hh, hw = max(ph // 2, 1), max(pw // 2, 1)
+        quads = [act[:, :hh, :hw], act[:, :hh, hw:], act[:, hh:, :hw], act[:, hh:, hw:]]
+        for q, part in enumerate(quads):
+            if part.size:
+                out[s : s + CHUNK, q * CENTROIDS : q * CENTROIDS + k] = part.sum(axis=(1, 2))
+    return out
+
+
+def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = scores * temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int, folds: int,
+                                seed: int = 0, ridge: float = 1.0) -> np.ndarray:
+    """K-fold probabilities ``(N, n_classes)``: each row from a model that never saw it."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x = features.astype(np.float64)
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+    x = np.hstack([x, np.ones((len(x), 1))])
+    onehot = np.eye(n_classes)[labels]
+    counts = np.bincount(labels, minlength=n_classes)
+    k = int(min(folds, counts[counts > 0].min()))
+    probs = np.full((len(x), n_classes), 1.0 / n_classes)
+    if k < 2:
+        return probs
+    splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+    for train, test in splitter.split(x, labels):
+        xt = x[train]
+        gram = xt.T @ xt + ridge * len(train) / 100.0 * np.eye(x.shape[1])
+        weights = np.linalg.solve(gram, xt.T @ onehot[train])
+        fit_scores = xt @ weights
+        temps = np.geomspace(0.5, 64, 40)
+        nll = [-np.log(_softmax(fit_scores, t)[np.arange(len(train)), labels[train]] + 1e-12).mean() for t in temps]
+        probs[test] = _softmax(x[test] @ weights, float(temps[int(np.argmin(nll))]))
+    return probs
+
+
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray, max_flag_fraction: float) -> np.ndarray:
+    """Row positions of suspected label errors, most suspicious (least self-confident) first."""
+    from cleanlab.filter import find_label_issues
+
+    present = np.unique(labels)
+    if len(present) < 2:
+        return np.zeros(0, dtype=np.int64)
+    # cleanlab wants every class index present; compact to the classes that occur.
+    remap = np.full(probs.shape[1], -1)
+    remap[present] = np.arange(len(present))
+    sub = probs[:, present]
+    sub = sub / sub.sum(axis=1, keepdims=True)
+    ranked = find_label_issues(remap[labels], sub, return_indices_ranked_by="self_confidence")
+    limit = int(np.floor(max_flag_fraction * len(labels)))
+    return np.asarray(ranked[:limit], dtype=np.int64)
+
+
+def label_issue_findings(df: pd.DataFrame, pixels: np.ndarray, classes: list[str], cfg: LabelIssueParams,
+                         decision: str) -> tuple[pd.DataFrame, float]:
+    """Review rows for suspected wrong labels (score = self-confidence, suggested = the model's
+    class) and the cheap model's out-of-sample accuracy."""
+    labels = df["label_index"].to_numpy(dtype=np.int64)
+    if len(df) < 2 * cfg.folds or len(np.unique(labels)) < 2:
+        return pd.DataFrame(columns=list(REVIEW_COLUMNS)), 0.0
+    probs = out_of_sample_probabilities(np.sqrt(kmeans_features(pixels, cfg.seed)), labels, len(classes), cfg.folds, cfg.seed)
+    ranked = rank_label_issues(labels, probs, cfg.max_flag_fraction)
+    given = probs[ranked, labels[ranked]]
+    suggested = probs[ranked].argmax(axis=1)
+    findings = pd.DataFrame({
+        ITEM_ID: df[ITEM_ID].to_numpy()[ranked],
+        SOURCE_PATH: df[SOURCE_PATH].to_numpy()[ranked],
+        "check": "label_issue",
+        "score": np.round(given, 6),
+        "decision": decision,
+        "group_id": "",
+        "suggested_label": [classes[i] for i in suggested],
+        "suggested_score": np.round(probs[ranked].max(axis=1), 6),
+        "detail": [f"given {classes[g]} (p={p:.3f}), model says {classes[s]} (p={q:.3f})"
+                   for g, p, s, q in zip(labels[ranked], given, suggested, probs[ranked].max(axis=1), strict=True)],
+    })
+    return findings, oos_accuracy(labels, probs)
+
+
+def oos_accuracy(labels: np.ndarray, probs: np.ndarray) -> float:
+    return float((probs.argmax(axis=1) == labels).mean()) if len(labels) else 0.0
