@@ -12,6 +12,7 @@ class PathsParams(Section):
     preprocessed: Path = Path("data/preprocessed")
     labels: Path = Path("data/labels")
     validated: Path = Path("data/validated")
+    card: Path = Path("data/card")
     augmented: Path = Path("data/augmented")
     model: Path = Path("models/model.pt")
     train_log: Path = Path("metrics/train")

@@ -12,7 +12,7 @@ from conftest import make_clone, ran_stages
 
 pytestmark = pytest.mark.e2e
 
-ALL = ["download", "preprocess", "labels", "validate", "augment", "train", "evaluate"]
+ALL = ["download", "preprocess", "labels", "validate", "card", "augment", "train", "evaluate"]
 
 
 def test_repro_from_clean_clone_runs_every_stage_then_is_a_noop(reproduced):
@@ -45,7 +45,7 @@ def test_lock_records_params_per_key_and_metrics_are_uncached(reproduced):
     [
         ({"train.lr": 0.04}, ["train", "evaluate"]),
         ({"augment.rotate_degrees": 8.0}, ["augment", "train", "evaluate"]),
-        ({"preprocess.size": [28, 28]}, ["preprocess", "validate", "augment", "train", "evaluate"]),
+        ({"preprocess.size": [28, 28]}, ["preprocess", "validate", "card", "augment", "train", "evaluate"]),
     ],
     ids=["train", "augment", "preprocess"],
 )
