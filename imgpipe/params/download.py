@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from imgpipe.params.base import Section
 
 
-class CrawlParams(Section):
-    """URL-list sources: ``download.source`` ending in .csv/.tsv/.jsonl/.parquet, or ``urls:<list>``."""
+class CrawlParams(BaseModel):
+    """``download.crawl``, for URL-list sources: ``download.source`` ending in .csv/.tsv/.jsonl/.parquet
+    (optionally .gz), or ``urls:<path or URL>``. A block inside the download section, not a section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     list_format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
     url_column: str = Field("url", min_length=1)

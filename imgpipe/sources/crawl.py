@@ -172,11 +172,11 @@ def acquire_crawl(source: str, cfg: DownloadParams, tmp: Path, backoff_s: float 
     label, list_result, fmt, rows = _read_list(source, cfg, backoff_s)
     if not rows.urls:
         raise SourceError(f"{label}: the URL list has no rows")
-    unique = list(dict.fromkeys(u for u in rows.urls if u))
-    specs, results = run_shards(unique, cfg, backoff_s)
+    unique = list(dict.fromkeys(rows.urls))  # "" (an empty cell) counts as one failed URL
+    specs, results = run_shards([u for u in unique if u], cfg, backoff_s)
 
     # Assemble from the shards' state, in the list's order.
-    records: dict[str, dict] = {}
+    records: dict[str, dict] = {"": {"status": "bad_url", "detail": "empty URL", "final_url": ""}}
     data_file: dict[str, tuple[Path, int]] = {}  # sha256 -> (data.bin, offset)
     for spec in specs:
         recs, data = read_shard(spec.dir)
@@ -193,7 +193,7 @@ def acquire_crawl(source: str, cfg: DownloadParams, tmp: Path, backoff_s: float 
     table: dict[str, list] = {"row": [], "url": [], "label": [], "status": [], "detail": [], "bytes": [],
                               "sha256": [], "final_url": [], "item_id": []}
     for row, url in enumerate(rows.urls):
-        rec = records.get(url) if url else {"status": "bad_url", "detail": "empty URL", "final_url": ""}
+        rec = records[url]
         ok = rec["status"] == "ok"
         item_id = ""
         if ok:

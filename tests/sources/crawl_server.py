@@ -14,7 +14,6 @@ images in a separate process (for the benchmark) and prints its base URL.
 from __future__ import annotations
 
 import contextlib
-import io
 import socket
 import struct
 import sys
@@ -201,8 +200,5 @@ if __name__ == "__main__":  # the benchmark's server process
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     server = serve_images(n)
     print(server.base_url, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server._server.serve_forever(poll_interval=0.05)
-    except KeyboardInterrupt:
-        pass
-    _ = io
