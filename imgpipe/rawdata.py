@@ -174,30 +174,81 @@ def pack_images(raw_dir: Path, label_file: str | None = None, max_pack_bytes: in
     return packed
 
 
+def _header_template() -> bytes:
+    """This Python's ``tarfile`` header for a deterministic member, with name, size and checksum blank."""
+    buf = bytearray(_deterministic_member("x", 0).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+    buf[0:100] = bytes(100)
+    buf[124:136] = bytes(12)
+    buf[148:156] = b"        "
+    return bytes(buf)
+
+
+_HEADER_TEMPLATE: bytes | None = None
+_HEADER_SUM = 0
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The tar header :func:`_deterministic_member` gives in a PAX-format archive, built directly.
+
+    A short ASCII name gives a plain ustar block: ``tarfile``'s own block for a blank member with
+    the name, size and checksum filled in, ~30x faster than ``tarfile`` building each one (which
+    dominated packing 60,000 small files). Long or non-ASCII names go through ``tarfile`` itself.
+    A test checks the bytes against ``tarfile``.
+    """
+    global _HEADER_TEMPLATE, _HEADER_SUM
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > 100 or not raw.isascii() or size >= 8**11:
+        return _deterministic_member(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    if _HEADER_TEMPLATE is None:
+        _HEADER_TEMPLATE = _header_template()
+        _HEADER_SUM = sum(_HEADER_TEMPLATE)
+    size_field = b"%011o\x00" % size
+    buf = bytearray(_HEADER_TEMPLATE)
+    buf[0:len(raw)] = raw
+    buf[124:136] = size_field
+    buf[148:156] = b"%06o\x00 " % (_HEADER_SUM + sum(raw) + sum(size_field))
+    return bytes(buf)
+
+
 def write_packs(raw_dir: Path, members: list[tuple[str, int]], read, max_pack_bytes: int = PACK_MAX_BYTES) -> dict:
     """Write ``members`` (item_id, size), in this order, into bounded tar packs plus the index.
 
     ``read(i)`` returns a context manager giving a readable binary file (or ``bytes``) with member
     ``i``'s bytes. Headers are fixed (no timestamps or owners), so the same members give the same
-    bytes.
+    bytes; the packs are what ``tarfile`` writes in PAX format, and ``tar tf`` lists them.
     """
-    import io
-
     (raw_dir / PACK_DIR).mkdir(exist_ok=True)
     rows: dict[str, list] = {"item_id": [], "pack": [], "offset": [], "size": []}
     groups = _bounded_groups([size for _item, size in members], max_pack_bytes)
+    block = tarfile.BLOCKSIZE
     for pack, (start, stop) in enumerate(groups):
-        with tarfile.open(raw_dir / pack_name(pack), "w", format=tarfile.PAX_FORMAT) as tar:
+        with open(raw_dir / pack_name(pack), "wb") as out:
+            offset = 0
             for i in range(start, stop):
                 item_id, size = members[i]
+                header = member_header(item_id, size)
+                out.write(header)
+                offset += len(header)
                 with read(i) as fh:
-                    tar.addfile(_deterministic_member(item_id, size),
-                                io.BytesIO(fh) if isinstance(fh, bytes | bytearray) else fh)
-                # addfile leaves tar.offset after the data, padded to whole 512-byte blocks.
+                    if isinstance(fh, bytes | bytearray):
+                        data_len = len(fh)
+                        out.write(fh[:size])
+                    else:
+                        data_len = 0
+                        while data_len < size and (chunk := fh.read(min(1 << 20, size - data_len))):
+                            out.write(chunk)
+                            data_len += len(chunk)
+                if data_len < size:
+                    raise OSError(f"{item_id}: unexpected end of data ({data_len} of {size} bytes)")
                 rows["item_id"].append(item_id)
                 rows["pack"].append(pack)
-                rows["offset"].append(tar.offset - -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
+                rows["offset"].append(offset)
                 rows["size"].append(size)
+                padded = -(-size // block) * block
+                out.write(b"\0" * (padded - size))
+                offset += padded
+            end = offset + 2 * block  # two zero blocks end the archive, padded to whole records
+            out.write(b"\0" * (2 * block + (-end % tarfile.RECORDSIZE)))
     import pandas as pd
 
     from imgpipe.io import write_parquet

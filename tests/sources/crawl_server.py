@@ -7,8 +7,9 @@ no Content-Length until the client hangs up), ``reset`` (reads the request, then
 connection with RST) and ``truncated`` (announces N bytes, sends half, closes).
 
 Every request is logged (``server.log``: the paths, in arrival order), so a test can prove which
-URLs were fetched and how many times. ``python tests/sources/crawl_server.py N`` serves N generated
-images in a separate process (for the benchmark) and prints its base URL.
+URLs were fetched and how many times. ``python tests/sources/crawl_server.py N [MS]`` serves N
+generated images (``/img/000000.png`` ...), each after MS milliseconds, in a separate process (for
+the benchmark) and prints its base URL.
 """
 
 from __future__ import annotations
@@ -189,16 +190,16 @@ class CrawlServer:
         self.stop()
 
 
-def serve_images(count: int) -> CrawlServer:
+def serve_images(count: int, delay_s: float = 0.0) -> CrawlServer:
     srv = CrawlServer()
     for i in range(count):
-        srv.add(f"/img/{i:06d}.png", Page(body=png_bytes(i)))
+        srv.add(f"/img/{i:06d}.png", Page(body=png_bytes(i), delay_s=delay_s))
     return srv
 
 
-if __name__ == "__main__":  # the benchmark's server process
+if __name__ == "__main__":  # the benchmark's server process: N images, optional latency in ms
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    server = serve_images(n)
+    server = serve_images(n, float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.0)
     print(server.base_url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server._server.serve_forever(poll_interval=0.05)
