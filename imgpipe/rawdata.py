@@ -10,6 +10,7 @@ validate join on it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tarfile
@@ -25,6 +26,11 @@ from imgpipe.contracts import FILES_DIR, PACK_DIR, PACK_INDEX, SOURCE_FILE
 from imgpipe.errors import PipelineError
 
 __all__ = ["FILES_DIR", "PACK_DIR", "PACK_INDEX", "SOURCE_FILE"]  # the raw layout's names, from contracts
+
+# A URL-list (crawled) source also writes, beside files/ and packed/: one row per list row
+# (status "ok" or a failure reason), and the failed rows alone.
+CRAWL_ITEMS = "crawl/items.parquet"
+CRAWL_FAILURES = "crawl/failures.parquet"
 
 ARRAY_COUNTS = "array_counts"  # source.json extra: images per array file, so listing loads none
 PACK_MAX_BYTES = 1 << 30  # bounded packs: a changed image re-uploads at most one of them
@@ -153,23 +159,96 @@ def pack_images(raw_dir: Path, label_file: str | None = None, max_pack_bytes: in
     files_dir = raw_dir / FILES_DIR
     items = _walk_items(files_dir, label_file)
     sizes = [(files_dir / item.file).stat().st_size for item in items]
-    (raw_dir / PACK_DIR).mkdir()
-    rows: dict[str, list] = {"item_id": [], "pack": [], "offset": [], "size": []}
-    groups = _bounded_groups(sizes, max_pack_bytes)
-    for pack, (start, stop) in enumerate(groups):
-        with tarfile.open(raw_dir / pack_name(pack), "w", format=tarfile.PAX_FORMAT) as tar:
-            for item, size in zip(items[start:stop], sizes[start:stop], strict=True):
-                path = files_dir / item.file
-                with open(path, "rb") as fh:
-                    tar.addfile(_deterministic_member(item.file, size), fh)
-                # addfile leaves tar.offset after the data, padded to whole 512-byte blocks.
-                rows["item_id"].append(item.item_id)
-                rows["pack"].append(pack)
-                rows["offset"].append(tar.offset - -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
-                rows["size"].append(size)
-                path.unlink()
+
+    @contextlib.contextmanager
+    def read(i: int):
+        path = files_dir / items[i].file
+        with open(path, "rb") as fh:
+            yield fh
+        path.unlink()
+
+    packed = write_packs(raw_dir, [(item.item_id, size) for item, size in zip(items, sizes, strict=True)],
+                         read, max_pack_bytes)
     _remove_empty_dirs(files_dir)
     files_dir.mkdir(exist_ok=True)
+    return packed
+
+
+def _header_template() -> bytes:
+    """This Python's ``tarfile`` header for a deterministic member, with name, size and checksum blank."""
+    buf = bytearray(_deterministic_member("x", 0).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+    buf[0:100] = bytes(100)
+    buf[124:136] = bytes(12)
+    buf[148:156] = b"        "
+    return bytes(buf)
+
+
+_HEADER_TEMPLATE: bytes | None = None
+_HEADER_SUM = 0
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The tar header :func:`_deterministic_member` gives in a PAX-format archive, built directly.
+
+    A short ASCII name gives a plain ustar block: ``tarfile``'s own block for a blank member with
+    the name, size and checksum filled in, ~30x faster than ``tarfile`` building each one (which
+    dominated packing 60,000 small files). Long or non-ASCII names go through ``tarfile`` itself.
+    A test checks the bytes against ``tarfile``.
+    """
+    global _HEADER_TEMPLATE, _HEADER_SUM
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > 100 or not raw.isascii() or size >= 8**11:
+        return _deterministic_member(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    if _HEADER_TEMPLATE is None:
+        _HEADER_TEMPLATE = _header_template()
+        _HEADER_SUM = sum(_HEADER_TEMPLATE)
+    size_field = b"%011o\x00" % size
+    buf = bytearray(_HEADER_TEMPLATE)
+    buf[0:len(raw)] = raw
+    buf[124:136] = size_field
+    buf[148:156] = b"%06o\x00 " % (_HEADER_SUM + sum(raw) + sum(size_field))
+    return bytes(buf)
+
+
+def write_packs(raw_dir: Path, members: list[tuple[str, int]], read, max_pack_bytes: int = PACK_MAX_BYTES) -> dict:
+    """Write ``members`` (item_id, size), in this order, into bounded tar packs plus the index.
+
+    ``read(i)`` returns a context manager giving a readable binary file (or ``bytes``) with member
+    ``i``'s bytes. Headers are fixed (no timestamps or owners), so the same members give the same
+    bytes; the packs are what ``tarfile`` writes in PAX format, and ``tar tf`` lists them.
+    """
+    (raw_dir / PACK_DIR).mkdir(exist_ok=True)
+    rows: dict[str, list] = {"item_id": [], "pack": [], "offset": [], "size": []}
+    groups = _bounded_groups([size for _item, size in members], max_pack_bytes)
+    block = tarfile.BLOCKSIZE
+    for pack, (start, stop) in enumerate(groups):
+        with open(raw_dir / pack_name(pack), "wb") as out:
+            offset = 0
+            for i in range(start, stop):
+                item_id, size = members[i]
+                header = member_header(item_id, size)
+                out.write(header)
+                offset += len(header)
+                with read(i) as fh:
+                    if isinstance(fh, bytes | bytearray):
+                        data_len = len(fh)
+                        out.write(fh[:size])
+                    else:
+                        data_len = 0
+                        while data_len < size and (chunk := fh.read(min(1 << 20, size - data_len))):
+                            out.write(chunk)
+                            data_len += len(chunk)
+                if data_len < size:
+                    raise OSError(f"{item_id}: unexpected end of data ({data_len} of {size} bytes)")
+                rows["item_id"].append(item_id)
+                rows["pack"].append(pack)
+                rows["offset"].append(offset)
+                rows["size"].append(size)
+                padded = -(-size // block) * block
+                out.write(b"\0" * (padded - size))
+                offset += padded
+            end = offset + 2 * block  # two zero blocks end the archive, padded to whole records
+            out.write(b"\0" * (2 * block + (-end % tarfile.RECORDSIZE)))
     import pandas as pd
 
     from imgpipe.io import write_parquet
@@ -179,7 +258,7 @@ def pack_images(raw_dir: Path, label_file: str | None = None, max_pack_bytes: in
                           "offset": np.asarray(rows["offset"], dtype=np.int64),
                           "size": np.asarray(rows["size"], dtype=np.int64)})
     write_parquet(index, raw_dir / PACK_INDEX)
-    return {"packed_images": len(items), "packs": len(groups)}
+    return {"packed_images": len(members), "packs": len(groups)}
 
 
 def _bounded_groups(sizes: list[int], limit: int) -> list[tuple[int, int]]:
@@ -201,11 +280,15 @@ def _remove_empty_dirs(root: Path) -> None:
             folder.rmdir()
 
 
+def is_packable(rel: str, label_file: str | None = None) -> bool:
+    """Whether a payload file is an image (packed) rather than a sidecar (label file, docs: loose)."""
+    return os.path.splitext(rel)[1].lower() not in SIDECAR_SUFFIXES and rel != label_file
+
+
 def _walk_items(files_dir: Path, label_file: str | None) -> list[RawItem]:
     items = []
     for rel in list_payload_files(files_dir):
-        suffix = os.path.splitext(rel)[1].lower()
-        if suffix in SIDECAR_SUFFIXES or rel == label_file:
+        if not is_packable(rel, label_file):
             continue
         items.append(RawItem(item_id=rel, source_split=split_of(rel), file=rel))
     return items

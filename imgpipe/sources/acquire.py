@@ -23,6 +23,7 @@ from imgpipe.io import atomic_dir, write_json
 from imgpipe.params.download import DownloadParams
 from imgpipe.rawdata import FILES_DIR, SOURCE_FILE, SourceInfo, pack_images
 from imgpipe.sources.builtin import write_digits
+from imgpipe.sources.crawl_list import is_url_list
 from imgpipe.sources.fetch import BACKOFF_S, FetchResult, fetch_to_file, redact
 from imgpipe.sources.official import OFFICIAL_DATASETS, OfficialDataset, OfficialFile
 
@@ -67,6 +68,10 @@ def _acquire(source: str, cfg: DownloadParams, out_dir: Path, registry: Mapping[
             from imgpipe.sources.official import acquire_official
 
             info = acquire_official(registry[source], cfg, tmp, backoff_s)
+        elif is_url_list(source):
+            from imgpipe.sources.crawl import acquire_crawl
+
+            info = acquire_crawl(source, cfg, tmp, backoff_s)
         elif "://" in source or "/" in source or "\\" in source or Path(source).suffix or Path(source).exists():
             from imgpipe.sources.generic import acquire_generic
 
@@ -74,7 +79,7 @@ def _acquire(source: str, cfg: DownloadParams, out_dir: Path, registry: Mapping[
         else:
             known = ", ".join([*BUILTIN_SOURCES, *registry])
             raise SourceError(f"unknown source {source!r}: expected one of {known}, a URL or a path")
-        if info.layout == "files":
+        if info.layout == "files" and "packed" not in info.extra:
             packed = pack_images(tmp, info.label_file)
             info = replace(info, extra={**info.extra, "packed": packed})
         write_json(tmp / SOURCE_FILE, info.to_json())

@@ -263,58 +263,121 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def copy_tree(src: Path, dest: Path, budget: Budget) -> list[tuple[str, str, int]]:
-    """Copy a local folder without following links out of it or opening special files.
+@dataclass(frozen=True)
+class TreeEntry:
+    rel: str  # POSIX path relative to the folder
+    path: str  # what to read: the file, or the inside file a link names
+    size: int
 
-    Returns ``(relative path, sha256, size)`` per copied file, sorted, for the folder's checksum.
-    Hidden entries (``.git``, ``.DS_Store``) are not copied; later stages ignore them anyway.
+
+def walk_tree(src: Path, budget: Budget) -> list[TreeEntry]:
+    """Every file of a local folder, checked, without reading it: sorted by relative path.
+
+    Links are not followed out of the folder, special files are refused, hidden entries
+    (``.git``, ``.DS_Store``) are left out; later stages ignore them anyway. One ``scandir`` per
+    folder and one ``lstat`` per file: 60,000 files are listed in well under a second.
     """
-    import hashlib
-
     root = src.resolve()
-    out: list[tuple[str, str, int]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        for name in sorted(filenames) + [d for d in dirnames if (here / d).is_symlink()]:
-            if _hidden(name):
+    out: list[TreeEntry] = []
+    stack = [("", str(root))]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            if _hidden(entry.name):
                 continue
-            path = here / name
-            rel = path.relative_to(root).as_posix()
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((rel + "/", entry.path))
+                continue
             budget.member(rel)
-            real = _inside_or_refuse(path, root, rel, budget.source)
-            if real is None:
-                budget.skipped_links.append(rel)  # dangling
-                continue
-            st = os.stat(real) if path.is_symlink() else os.lstat(path)
-            if stat.S_ISDIR(st.st_mode):
-                budget.skipped_links.append(rel)  # an inside link to a folder: its files are copied anyway
-                continue
+            if entry.is_symlink():
+                real = _inside_or_refuse(Path(entry.path), root, rel, budget.source)
+                if real is None:
+                    budget.skipped_links.append(rel)  # dangling
+                    continue
+                path, st = str(real), os.stat(real)
+                if stat.S_ISDIR(st.st_mode):
+                    budget.skipped_links.append(rel)  # an inside link to a folder: its files are read anyway
+                    continue
+            else:
+                path, st = entry.path, entry.stat(follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode):
                 kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "device file" if (
                     stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "special file"
                 raise UnsafeArchiveError(f"{budget.source}: {rel!r} is a {kind}")
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # O_NOFOLLOW | O_NONBLOCK: a file swapped for a link or FIFO after the check is not followed
-            # or waited on.
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            with os.fdopen(fd, "rb") as fh:
-                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                    raise UnsafeArchiveError(f"{budget.source}: {rel!r} is not a regular file")
-                digest, size = hashlib.sha256(), 0
-                budget.files += 1
-                with open(target, "wb") as fout:
-                    while chunk := fh.read(CHUNK):
-                        budget.add(len(chunk), rel)
-                        digest.update(chunk)
-                        size += len(chunk)
-                        fout.write(chunk)
-            out.append((rel, digest.hexdigest(), size))
-        for d in list(dirnames):
-            if (here / d).is_symlink():
-                dirnames.remove(d)
-    return sorted(out)
+            out.append(TreeEntry(rel, path, st.st_size))
+    return sorted(out, key=lambda e: e.rel)
+
+
+class HashingReader:
+    """Reads a checked folder entry once: sha256, size and the byte budget as it goes."""
+
+    def __init__(self, entry: TreeEntry, budget: Budget) -> None:
+        import hashlib
+
+        # O_NOFOLLOW | O_NONBLOCK: a file swapped for a link or FIFO after the check is not followed
+        # or waited on.
+        self.fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            raise UnsafeArchiveError(f"{budget.source}: {entry.rel!r} is not a regular file")
+        self.entry, self.budget = entry, budget
+        self.digest, self.size = hashlib.sha256(), 0
+        budget.files += 1
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = os.read(self.fd, CHUNK if n < 0 else n)  # unbuffered: small files take one call
+        self.budget.add(len(chunk), self.entry.rel)
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+    def close(self) -> tuple[str, str, int]:
+        """(relative path, sha256, size) for the folder's manifest."""
+        self._close()
+        if self.size != self.entry.size:
+            raise SourceError(f"{self.budget.source}: {self.entry.rel!r} changed while it was read")
+        return self.entry.rel, self.digest.hexdigest(), self.size
+
+    def __enter__(self) -> HashingReader:
+        return self
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+
+def copy_entry(entry: TreeEntry, target: Path, budget: Budget) -> tuple[str, str, int]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with HashingReader(entry, budget) as reader, open(target, "wb") as fout:
+        while chunk := reader.read(CHUNK):
+            fout.write(chunk)
+        return reader.close()
+
+
+def copy_tree(src: Path, dest: Path, budget: Budget) -> list[tuple[str, str, int]]:
+    """Copy a local folder (see :func:`walk_tree` for what is left out or refused).
+
+    Returns ``(relative path, sha256, size)`` per copied file, sorted, for the folder's checksum.
+    """
+    return sorted(copy_entry(entry, dest / entry.rel, budget) for entry in walk_tree(src, budget))
+
+
+def tree_top_folder(entries: list[TreeEntry]) -> str | None:
+    """What :func:`single_top_folder` would say of a copy of these entries."""
+    from imgpipe.rawdata import SPLIT_DIRS
+
+    tops = {e.rel.split("/", 1)[0] for e in entries}
+    if len(tops) == 1 and all("/" in e.rel for e in entries):
+        top = next(iter(tops))
+        return None if top.lower() in SPLIT_DIRS else top
+    return None
 
 
 def _inside_or_refuse(path: Path, root: Path, rel: str, source: str) -> Path | None:

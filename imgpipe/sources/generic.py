@@ -8,17 +8,54 @@ read labels from it (ImageFolder, split folders, or a label file).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
 from imgpipe.errors import ChecksumMismatch, SourceError
 from imgpipe.params.download import DownloadParams
-from imgpipe.rawdata import FILES_DIR, SourceInfo
-from imgpipe.sources.extract import Budget, copy_tree, extract_archive, manifest_sha256, single_top_folder
+from imgpipe.rawdata import FILES_DIR, SourceInfo, is_packable, write_packs
+from imgpipe.sources.extract import (
+    Budget,
+    HashingReader,
+    copy_entry,
+    extract_archive,
+    manifest_sha256,
+    single_top_folder,
+    tree_top_folder,
+    walk_tree,
+)
 from imgpipe.sources.fetch import BACKOFF_S, fetch_verified, local_path, normalize_sha256, redact, source_kind
 
 _STAGING = ".staging"
+
+
+def pack_tree(root: Path, tmp: Path, budget: Budget) -> tuple[list[tuple[str, str, int]], str | None, dict]:
+    """Read a local folder once, straight into ``tmp``'s packs (images) and ``files/`` (sidecars).
+
+    Gives what copying the folder to ``files/`` and then packing it gave, byte for byte, without
+    writing, re-reading and deleting a staged copy of every file: (manifest entries, stripped top
+    folder, pack summary).
+    """
+    entries = walk_tree(root, budget)
+    if not entries:
+        raise SourceError(f"{budget.source}: holds no files")
+    top = tree_top_folder(entries)
+    cut = len(top) + 1 if top else 0
+    named = sorted(((e.rel[cut:], e) for e in entries), key=lambda t: t[0])
+    images = [(rel, e) for rel, e in named if is_packable(rel)]
+    manifest = [copy_entry(e, tmp / FILES_DIR / rel, budget) for rel, e in named if not is_packable(rel)]
+
+    @contextlib.contextmanager
+    def read(i: int):
+        with HashingReader(images[i][1], budget) as reader:
+            yield reader
+            manifest.append(reader.close())
+
+    packed = write_packs(tmp, [(rel, e.size) for rel, e in images], read)
+    (tmp / FILES_DIR).mkdir(exist_ok=True)
+    return sorted(manifest), top, packed
 
 
 def acquire_generic(source: str, cfg: DownloadParams, tmp: Path, backoff_s: float = BACKOFF_S) -> SourceInfo:
@@ -31,16 +68,22 @@ def acquire_generic(source: str, cfg: DownloadParams, tmp: Path, backoff_s: floa
     extra: dict = {}
     if kind == "path" and local_path(source).is_dir():
         try:
-            entries = copy_tree(local_path(source), staging, budget)
+            entries, top, packed = pack_tree(local_path(source), tmp, budget)
         except OSError as exc:
             raise SourceError(f"{label}: cannot copy: {exc.strerror or exc}") from None
         sha256 = manifest_sha256(entries)
         if pin and sha256 != pin:
             raise ChecksumMismatch(f"{label}: checksum mismatch: expected sha256 {pin}, got {sha256} "
                                    "(the sha256 of the folder's sha256sum manifest)")
-        final_url, size = label, sum(size for _rel, _sha, size in entries)
         extra["sha256_of"] = "sha256sum manifest of the folder's files"
-        staging.mkdir(exist_ok=True)
+        extra["packed"] = packed
+        if top:
+            extra["stripped_top_folder"] = top
+        if budget.skipped_links:
+            extra["skipped_links"] = sorted(budget.skipped_links)
+        extra["summary"] = {"files": budget.files, "extracted bytes": budget.bytes}
+        return SourceInfo(source=label, kind=kind, layout="files", url=label, final_url=label,
+                          size_bytes=sum(size for _rel, _sha, size in entries), sha256=sha256, extra=extra)
     else:
         archive, result, _md5 = fetch_verified(source, cfg, sha256=pin, backoff_s=backoff_s)
         extract_archive(archive, staging, budget)
