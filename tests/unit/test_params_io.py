@@ -20,8 +20,9 @@ def section_models() -> dict[str, type[Section]]:
         if mod.name == "base":
             continue
         module = importlib.import_module(f"imgpipe.params.{mod.name}")
-        (model,) = [v for v in vars(module).values()
-                    if isinstance(v, type) and issubclass(v, Section) and v is not Section and v.__module__ == module.__name__]
+        # The section's model is <Section>Params; a module may hold nested sub-section models too.
+        model = getattr(module, f"{mod.name.capitalize()}Params")
+        assert issubclass(model, Section)
         models[mod.name] = model
     return models
 
