@@ -226,6 +226,9 @@ def build(dataset, preprocessed_dir: Path, out_dir: Path, cfg: AugmentParams, cl
         write_parquet(item_rows(rows, copies), out_dir / contracts.split_items_file(split))
         counts[f"{split}_originals"] = len(images)
     write_json(out_dir / contracts.NORM_FILE, norm)
-    meta = {"classes": list(classes), "counts": counts, "height": shape[0], "width": shape[1], "channels": shape[2]}
+    # hflip: mirrored images are valid for this data (augment.hflip); train then flips batches and
+    # evaluates with flip TTA, reading it here so the train stage needs no augment params.
+    meta = {"classes": list(classes), "counts": counts, "height": shape[0], "width": shape[1], "channels": shape[2],
+            "hflip": bool(cfg.hflip)}
     write_json(out_dir / contracts.AUGMENTED_META_FILE, meta)
     return meta

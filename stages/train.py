@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-from imgpipe.params.augment import AugmentParams
 from imgpipe.params.base import load
 from imgpipe.params.download import DownloadParams
 from imgpipe.params.paths import PathsParams
@@ -31,8 +30,7 @@ def main() -> None:
 
         paths = load("paths", PathsParams)
         cfg = load("train", TrainParams)
-        flip = load("augment", AugmentParams).hflip
-        checkpoint, final = train(paths, cfg, flip, load("download", DownloadParams) if cfg.pretrained else None)
+        checkpoint, final = train(paths, cfg, load("download", DownloadParams) if cfg.pretrained else None)
         if checkpoint is None:  # a DDP rank other than 0
             return None
         with atomic_file(paths.model) as tmp:

@@ -53,7 +53,7 @@ def _epoch_line(state, epochs: int, seconds: float) -> str:
             f"val loss {r['val/loss']:.4f}  val acc {r['val/acc']:.4f}  lr {r['lr']:.4g}  {seconds:.1f}s")
 
 
-def train(paths, cfg, flip: bool, download_cfg=None) -> tuple[dict, dict]:
+def train(paths, cfg, download_cfg=None) -> tuple[dict, dict]:
     """Train (resuming a matching checkpoint); return ``(model checkpoint, final metrics)``.
 
     Under ``torchrun`` every rank calls this; rank 0 alone logs and writes files. Returns
@@ -74,6 +74,7 @@ def train(paths, cfg, flip: bool, download_cfg=None) -> tuple[dict, dict]:
     try:
         torchenv.configure(cfg.threads, cfg.seed, dist.device)
         meta, norm = load_augmented_meta(paths.augmented)
+        flip = bool(meta.get("hflip", False))  # augment.hflip, recorded by the augment stage
         train_split, val_split = load_split(paths.augmented, "train"), load_split(paths.augmented, "val")
         options = model_options(cfg)
         try:

@@ -24,7 +24,7 @@ def workspace(tmp_path: Path, **train) -> Path:
     ws = tmp_path / "ws"
     write_augmented(ws / "data" / "augmented", n_train=40, n_val=12, size=16)
     params = {"paths": {"augmented": "data/augmented", "model": "models/model.pt", "train_log": "metrics/train"},
-              "augment": {"hflip": True}, "train": {**TRAIN, **train}}
+              "train": {**TRAIN, **train}}
     (ws / "params.yaml").write_text(yaml.safe_dump(params))
     return ws
 

@@ -32,7 +32,7 @@ def write_augmented(out: Path, n_train: int = 96, n_val: int = 24, size: int = 1
             "std": [round(float(v), 6) for v in x.std((0, 1, 2))]}
     (out / "norm.json").write_text(json.dumps(norm))
     meta = {"classes": [f"c{i}" for i in range(classes)], "height": size, "width": size, "channels": channels,
-            "counts": {"train": n_train, "val": n_val, "test": n_val}}
+            "counts": {"train": n_train, "val": n_val, "test": n_val}, "hflip": True}
     (out / "meta.json").write_text(json.dumps(meta))
     return out
 
