@@ -1,4 +1,4 @@
-"""Fixtures for the evaluate and predict tests: a small seeded model checkpoint and images on disk."""
+"""Helpers for the evaluate and predict tests: a small seeded model checkpoint and images."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 CLASSES = ["ant", "bee", "cow"]
@@ -37,17 +36,3 @@ def png(pixels: np.ndarray) -> bytes:
 
 def random_images(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-
-
-@pytest.fixture
-def model_file(tmp_path) -> Path:
-    return save_checkpoint(tmp_path / "models" / "model.pt")
-
-
-@pytest.fixture
-def image_dir(tmp_path) -> Path:
-    folder = tmp_path / "images"
-    (folder / "sub").mkdir(parents=True)
-    for i, pixels in enumerate(random_images(6)):
-        (folder / ("sub" if i % 2 else ".") / f"img{i}.png").write_bytes(png(pixels))
-    return folder
