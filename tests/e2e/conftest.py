@@ -90,11 +90,28 @@ def make_clone(root: Path, overrides: dict | None = None) -> Clone:
     return clone
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory) -> Clone:
-    """A clone on which `dvc repro` has run once; tests that change it use their own clone."""
-    clone = make_clone(tmp_path_factory.mktemp("repro") / "project")
+def copy_clone(src: Clone, root: Path) -> Clone:
+    """A copy of a clone (git history, DVC cache, outputs and all), to change without touching ``src``."""
+    shutil.copytree(src.root, root, symlinks=True)
+    clone = Clone(root)
+    for attr in ("first_output", "first_lock"):
+        if hasattr(src, attr):
+            setattr(clone, attr, getattr(src, attr))
+    return clone
+
+
+@pytest.fixture(scope="session")
+def reproduced_once(tmp_path_factory) -> Clone:
+    """The default pipeline reproduced once per session; never change it: take a ``copy_clone``."""
+    clone = make_clone(tmp_path_factory.mktemp("repro-once") / "project")
     proc = clone.dvc("repro")
     clone.first_output = proc.stdout + proc.stderr
     clone.first_lock = (clone.root / "dvc.lock").read_text()
     return clone
+
+
+@pytest.fixture(scope="module")
+def reproduced(reproduced_once, tmp_path_factory) -> Clone:
+    """A clone on which `dvc repro` has run once, this module's own copy; tests that change it
+    in ways other tests of the module would notice use their own clone."""
+    return copy_clone(reproduced_once, tmp_path_factory.mktemp("repro") / "project")

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from evalkit import CLASSES, random_images, save_checkpoint
 from PIL import Image
 
 from imgpipe.evaluate import plots
 from imgpipe.io import write_parquet
-
-from conftest import CLASSES, random_images, save_checkpoint
 
 N = 40
 OUTPUTS = ["metrics/eval.json", "metrics/eval/per_class.csv", "metrics/eval/predictions.csv",

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from evalkit import CLASSES, png, random_images, save_checkpoint
 
 from imgpipe.cli import main
 from imgpipe.evaluate.metrics import softmax
 from imgpipe.inference import load_checkpoint, predict_logits
 from imgpipe.preprocess.decode import to_model_pixels
-
-from conftest import CLASSES, png, random_images, save_checkpoint
 
 
 @pytest.fixture(autouse=True)
