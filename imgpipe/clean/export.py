@@ -70,11 +70,10 @@ def build_proposals(review, labels, item_ids, checks: set[str], flagged_only: bo
 
 def run(args: argparse.Namespace) -> int:
     from imgpipe import contracts as c
+    from imgpipe.errors import PipelineError
     from imgpipe.labelstudio.write import write_label_config, write_tasks
     from imgpipe.params.base import load
     from imgpipe.params.paths import PathsParams
-
-    from imgpipe.errors import PipelineError
 
     paths = load("paths", PathsParams, path=args.params)
     try:
