@@ -17,16 +17,17 @@ def main() -> None:
         from imgpipe.clean.suite import load_suite
         from imgpipe.errors import ValidationFailed
         from imgpipe.io import atomic_dir, write_json, write_parquet
-        from imgpipe.preprocess.shards import gather
+        from imgpipe.preprocess.shards import gather, open_shard
 
         paths = load("paths", PathsParams)
         cfg = load("validate", ValidateParams)
         pre = load("preprocess", PreprocessParams)
-        info = c.read_json_output(paths.preprocessed / c.PREPROCESS_INFO_FILE, "preprocess")
-        size = info.get("size") or [0, 0]
-        stored = {"height": int(size[0]), "width": int(size[1]), "channels": int(info.get("channels", 0))}
         configured = {"height": pre.size[0], "width": pre.size[1], "channels": pre.channels}
         manifest = c.read_table(paths.preprocessed / c.MANIFEST_FILE, "preprocess")
+        stored = dict(configured)
+        if len(manifest):  # what the shards hold, which the suite checks against the params
+            shape = open_shard(paths.preprocessed, int(manifest[c.SHARD].iloc[0])).shape
+            stored = {"height": int(shape[1]), "width": int(shape[2]), "channels": int(shape[3])}
         labels = c.read_table(paths.labels / c.LABELS_FILE, "labels")
         classes = c.read_classes(paths.labels)
 

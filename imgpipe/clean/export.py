@@ -24,7 +24,7 @@ MODEL_VERSION = "imgpipe-validate"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-studio", required=True, type=Path, metavar="OUT.json",
-                        help="write the Label Studio tasks here (put it under annotations/)")
+                        help="write the Label Studio import file (JSON tasks) here")
     parser.add_argument("--label-config", type=Path, metavar="CONFIG.xml",
                         help="also write the labelling config of the project (one Choices over the classes)")
     parser.add_argument("--checks", default="", metavar="A,B",
@@ -70,14 +70,18 @@ def build_proposals(review, labels, item_ids, checks: set[str], flagged_only: bo
 
 def run(args: argparse.Namespace) -> int:
     from imgpipe import contracts as c
+    from imgpipe.errors import PipelineError
     from imgpipe.labelstudio.write import write_label_config, write_tasks
     from imgpipe.params.base import load
     from imgpipe.params.paths import PathsParams
 
     paths = load("paths", PathsParams, path=args.params)
-    review = c.read_table(paths.validated / c.REVIEW_FILE, "validate")
-    labels = c.read_table(paths.labels / c.LABELS_FILE, "labels")
-    manifest = c.read_table(paths.preprocessed / c.MANIFEST_FILE, "preprocess", columns=[c.ITEM_ID])
+    try:
+        review = c.read_table(paths.validated / c.REVIEW_FILE, "validate")
+        labels = c.read_table(paths.labels / c.LABELS_FILE, "labels")
+        manifest = c.read_table(paths.preprocessed / c.MANIFEST_FILE, "preprocess", columns=[c.ITEM_ID])
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{exc.filename}: not found; run `dvc repro validate` first") from None
     checks = {x.strip() for x in args.checks.split(",") if x.strip()}
     proposals = build_proposals(review, labels, manifest[c.ITEM_ID].tolist(), checks, args.flagged_only)
     flagged = sum(1 for p in proposals if p.data.get("check"))

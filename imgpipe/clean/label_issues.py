@@ -57,7 +57,7 @@ def kmeans_features(pixels: np.ndarray, seed: int = 0) -> np.ndarray:
     whiten = (eigvec @ np.diag(1.0 / np.sqrt(np.maximum(eigval, 0) + 0.1)) @ eigvec.T).astype(np.float32)
     k = min(CENTROIDS, max(2, n // 4))
     km = MiniBatchKMeans(k, init="k-means++" if n >= 5000 else "random", random_state=seed,
-                         batch_size=4096, n_init=1, max_iter=50).fit((sample - mean) @ whiten)
+                         batch_size=4096, n_init=1, max_iter=10).fit((sample - mean) @ whiten)
     centres = km.cluster_centers_.astype(np.float32)
     c2 = (centres * centres).sum(axis=1)
     out = np.zeros((n, 4 * CENTROIDS), np.float32)

@@ -181,9 +181,10 @@ def duplicate_findings(df: pd.DataFrame, pixels: np.ndarray | None, cfg: Validat
         best_sim[b] = max(best_sim[b], s)
     decision = np.full(n, "", dtype=object)
     check = np.full(n, "", dtype=object)
+    ids = df[ITEM_ID].to_numpy()
     for g in np.unique(groups[groups >= 0]):
         members = np.nonzero(groups == g)[0]
-        gid = f"dup-{df[ITEM_ID].iloc[g]}"
+        gid = f"dup-{ids[g]}"
         is_exact = bool((exact[members] >= 0).all() and len(set(exact[members])) == 1)
         counts["exact_duplicate_groups" if is_exact else "near_duplicate_groups"] += 1
         # Leakage: members outside the group's highest source-fixed split leave training.
@@ -206,8 +207,11 @@ def duplicate_findings(df: pd.DataFrame, pixels: np.ndarray | None, cfg: Validat
                 decision[m] = POLICY_DECISION[policy_dup] if policy_dup == "drop" else "flagged"
         pos = members
         detail = []
-        for m in members:
-            others = ", ".join(df[ITEM_ID].iloc[o] for o in members if o != m)
+        names = ids[members]
+        for k, _m in enumerate(members):
+            others = ", ".join(names[j] for j in range(min(len(names), 11)) if j != k)
+            if len(names) > 11:
+                others += f" and {len(names) - 11} more"
             what = "different labels: " + "/".join(sorted(set(labels[members]))) + "; " if conflict else ""
             if check[m] == "leakage":
                 what += f"duplicates a source-{'test' if top == 2 else 'val'} image; "

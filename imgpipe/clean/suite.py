@@ -14,6 +14,8 @@ back with a result; anything else fails the stage with one line naming the expec
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import logging
 import os
@@ -120,14 +122,14 @@ def run_suite(df: pd.DataFrame, suite: dict, parameters: dict, path: Path | str 
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")]:
         logging.getLogger(name).setLevel(logging.WARNING)
     check_suite_against(suite, path, list(df.columns), parameters)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context = _context(ProgressBarsConfig)
+    run_id = next(_RUNS)  # one context per process (it is slow to make); fresh names per run
     batch = (
         context.data_sources.add_or_update_pandas("imgpipe")
-        .add_dataframe_asset("dataset")
+        .add_dataframe_asset(f"dataset-{run_id}")
         .add_batch_definition_whole_dataframe("whole")
     )
-    gx_suite = ExpectationSuite(name=suite.get("name", "suite"))
+    gx_suite = ExpectationSuite(name=f"{suite.get('name', 'suite')}-{run_id}")
     for i, exp in enumerate(suite["expectations"]):
         # One at a time, so a bad expectation is named instead of logged and dropped by GX.
         try:
@@ -137,7 +139,7 @@ def run_suite(df: pd.DataFrame, suite: dict, parameters: dict, path: Path | str 
             raise PipelineError(f"{path}: {_name(i, exp)}: invalid: {detail}") from None
     gx_suite = context.suites.add(gx_suite)
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="validate", data=batch, suite=gx_suite)
+        gx.ValidationDefinition(name=f"validate-{run_id}", data=batch, suite=gx_suite)
     )
     # GX reports failing rows by DataFrame index: make it positional.
     frame = df.reset_index(drop=True)
@@ -169,6 +171,18 @@ def run_suite(df: pd.DataFrame, suite: dict, parameters: dict, path: Path | str 
             )
         )
     return outcomes
+
+
+_RUNS = itertools.count()
+
+
+@functools.cache
+def _context(progress_bars_config):
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = progress_bars_config(globally=False)
+    return context
 
 
 def _configuration(exp: dict):
