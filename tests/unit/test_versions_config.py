@@ -96,3 +96,12 @@ def test_the_registry_declares_the_dataset_and_the_model_at_the_pipeline_paths()
         assert art["desc"].strip() and art["labels"]
     outs = {next(iter(o)) if isinstance(o, dict) else o for s in stages().values() for o in s.get("outs", [])}
     assert {"${paths.validated}", "${paths.model}", "${paths.card}"} <= outs
+
+
+def test_runcache_outside_a_repository_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    from imgpipe import runcache
+
+    monkeypatch.chdir(tmp_path)
+    assert runcache.main(["pull"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("run cache pull failed:") and "DVC repository" in err[0]
