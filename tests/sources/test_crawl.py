@@ -8,6 +8,7 @@ two local worker processes) must give byte-identical outputs.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -299,3 +300,35 @@ def test_dispatch_and_signatures():
     assert image_extension(png_bytes(1)[:32]) == ".png"
     assert image_extension(b"\xff\xd8\xff\xe0\x00\x10JFIF") == ".jpg"
     assert image_extension(b"<!doctype html>") is None
+
+
+def test_damaged_state_is_detected_and_only_lost_images_are_fetched_again(tmp_path):
+    with CrawlServer() as srv:
+        urls = [srv.add(f"/{i}.png", Page(body=png_bytes(i))) for i in range(40)]
+        listing = tmp_path / "list.csv"
+        pd.DataFrame({"url": urls, "label": "a"}).to_csv(listing, index=False)
+        first = run_crawl(str(listing), tmp_path / "a")
+        want = tree_bytes(first)
+        (shard,) = (tmp_path / "a" / "cache" / "crawl" / "shards").iterdir()
+        data = shard / "data.bin"
+        size = data.stat().st_size
+        records = [json.loads(line) for line in (shard / "log.jsonl").read_text().splitlines()]
+        lost = {r["url"].removeprefix(srv.base_url) for r in records
+                if r["offset"] <= 10 < r["offset"] + r["size"] or r["offset"] + r["size"] > size - 300}
+        with open(data, "r+b") as fh:  # a flipped byte in the first image, and the tail cut off
+            fh.seek(10)
+            byte = fh.read(1)
+            fh.seek(10)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+            fh.truncate(size - 300)
+        with open(shard / "log.jsonl", "ab") as fh:
+            fh.write(b'{"url": "torn')  # a half-written last line
+        before = len(srv.log)
+        import shutil
+
+        shutil.rmtree(first)
+        again = run_crawl(str(listing), tmp_path / "a")
+        refetched = srv.log[before:]
+    assert sorted(refetched) == sorted(lost)  # the damaged image and those cut at the end, once each
+    assert len(lost) >= 2
+    assert tree_bytes(again) == want
