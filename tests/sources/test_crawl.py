@@ -332,3 +332,18 @@ def test_damaged_state_is_detected_and_only_lost_images_are_fetched_again(tmp_pa
     assert sorted(refetched) == sorted(lost)  # the damaged image and those cut at the end, once each
     assert len(lost) >= 2
     assert tree_bytes(again) == want
+
+
+def test_per_host_connection_limit_and_rate(tmp_path):
+    with CrawlServer() as srv:
+        urls = [srv.add(f"/{i}.png", Page(body=png_bytes(i), delay_s=0.05)) for i in range(24)]
+        listing = tmp_path / "list.csv"
+        pd.DataFrame({"url": urls}).to_csv(listing, index=False)
+        run_crawl(str(listing), tmp_path / "a", label_column="", concurrency=16, per_host_connections=3)
+        assert srv.max_inflight == 3  # 16 threads, but never more than 3 requests to the host at once
+        before = len(srv.log)
+        run_crawl(str(listing), tmp_path / "b", label_column="", concurrency=16, per_host_rate=40)
+        times = srv.times[before:]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times[-1] - times[0] >= 23 / 40 * 0.9  # 24 requests at most 40/s
+    assert min(gaps) >= 1 / 40 * 0.5
