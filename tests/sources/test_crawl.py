@@ -244,7 +244,7 @@ def test_below_the_success_rate_the_stage_fails_naming_top_reasons(tmp_path):
     assert len(pd.read_csv(report)) == 6
 
 
-@pytest.mark.parametrize("suffix", ["tsv", "jsonl", "parquet", "csv.gz"])
+@pytest.mark.parametrize("suffix", ["tsv", "jsonl", "parquet", "csv.gz", "txt"])
 def test_list_formats_and_column_params(tmp_path, suffix):
     with CrawlServer() as srv:
         frame = pd.DataFrame({"link": [srv.add(f"/{i}.png", Page(body=png_bytes(i))) for i in range(4)],
@@ -256,6 +256,12 @@ def test_list_formats_and_column_params(tmp_path, suffix):
             frame.to_json(listing, orient="records", lines=True)
         elif suffix == "parquet":
             frame.to_parquet(listing)
+        elif suffix == "txt":
+            listing.write_text("\n".join(frame["link"]) + "\n\n")
+            raw = run_crawl(str(listing), tmp_path)
+            items = pd.read_parquet(raw / CRAWL_ITEMS)
+            assert (items["status"] == "ok").all() and list(items["label"]) == [""] * 4
+            return
         else:
             frame.to_csv(listing, index=False, compression="gzip")
         raw = run_crawl(str(listing), tmp_path, url_column="link", label_column="cls",
