@@ -45,6 +45,22 @@ def is_lasting(status: str) -> bool:
     return True
 
 
+def policy_of(settings: FetchSettings) -> str:
+    """The settings an outcome depends on (a 404 stays a 404 whatever the timeout)."""
+    return f"max_bytes={settings.max_bytes},max_redirects={settings.max_redirects}," \
+           f"allow_private={settings.allow_private}"
+
+
+def reusable(rec: dict, settings: FetchSettings) -> bool:
+    """Whether an earlier run's outcome stands: lasting, and (for a failure) reached under the same
+    limits; an image fetched while private addresses were allowed is fetched again once they are not."""
+    if not is_lasting(rec["status"]):
+        return False
+    if rec["status"] == "ok":
+        return settings.allow_private or "allow_private=True" not in rec.get("policy", "")
+    return rec.get("policy") == policy_of(settings)
+
+
 def shard_key(urls: list[str]) -> str:
     digest = hashlib.sha256()
     for url in urls:
@@ -152,8 +168,9 @@ class ShardState:
                     fh.write(_line(rec))
             os.replace(tmp, log_path)
 
-    def add(self, url: str, outcome: Outcome) -> dict:
-        rec = {"url": url, "status": outcome.status, "detail": outcome.detail, "final_url": outcome.final_url}
+    def add(self, url: str, outcome: Outcome, policy: str = "") -> dict:
+        rec = {"url": url, "status": outcome.status, "detail": outcome.detail, "final_url": outcome.final_url,
+               "policy": policy}
         with self.lock:
             if outcome.ok:
                 rec.update(size=outcome.size, sha256=outcome.sha256, ext=outcome.ext)
@@ -189,7 +206,7 @@ def fetch_shard(spec: ShardSpec, progress: Callable[[dict], None] | None = None)
             if url in seen:
                 continue
             seen.add(url)
-            if rec is not None and is_lasting(rec["status"]):
+            if rec is not None and reusable(rec, spec.settings):
                 continue
             todo.append(url)
         reused = len(seen) - len(todo)
@@ -226,7 +243,7 @@ def fetch_shard(spec: ShardSpec, progress: Callable[[dict], None] | None = None)
 
 
 def _one(fetcher: Fetcher, state: ShardState, url: str) -> dict:
-    return state.add(url, fetcher.fetch(url))
+    return state.add(url, fetcher.fetch(url), policy_of(fetcher.settings))
 
 
 def read_shard(spec_dir: Path) -> tuple[dict[str, dict], Path]:

@@ -353,3 +353,20 @@ def test_per_host_connection_limit_and_rate(tmp_path):
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert times[-1] - times[0] >= 23 / 40 * 0.9  # 24 requests at most 40/s
     assert min(gaps) >= 1 / 40 * 0.5
+
+
+def test_a_lasting_failure_is_reused_only_under_the_same_limits(tmp_path):
+    with CrawlServer() as srv:
+        urls = [srv.add("/small.png", Page(body=png_bytes(1))),
+                srv.add("/big.png", Page(body=png_bytes(2, size=64)))]
+        listing = tmp_path / "list.csv"
+        pd.DataFrame({"url": urls}).to_csv(listing, index=False)
+        big = len(png_bytes(2, size=64))
+        raw = run_crawl(str(listing), tmp_path, label_column="", max_image_bytes=big - 1)
+        assert pd.read_parquet(raw / CRAWL_ITEMS)["status"].tolist() == ["ok", "too_large"]
+        before = len(srv.log)
+        raw = run_crawl(str(listing), tmp_path, label_column="", max_image_bytes=big - 1)
+        assert srv.log[before:] == []  # same limits: both outcomes stand
+        raw = run_crawl(str(listing), tmp_path, label_column="", max_image_bytes=big)
+        assert srv.log[before:] == ["/big.png"]  # a higher cap asks again for what was too large
+        assert pd.read_parquet(raw / CRAWL_ITEMS)["status"].tolist() == ["ok", "ok"]
