@@ -215,7 +215,7 @@ def fetch_shard(spec: ShardSpec, progress: Callable[[dict], None] | None = None)
             for url in seen:
                 if url not in pending_urls:
                     progress(state.records[url])
-        fetcher = Fetcher(spec.settings)
+        fetcher = Fetcher(spec.settings, spec.concurrency)
         workers = max(1, min(spec.concurrency, len(todo)))
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crawl") as pool:
