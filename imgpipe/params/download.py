@@ -11,12 +11,12 @@ from imgpipe.params.base import Section
 
 
 class CrawlParams(BaseModel):
-    """``download.crawl``, for URL-list sources: ``download.source`` ending in .csv/.tsv/.jsonl/.parquet
+    """``download.crawl``, for URL-list sources: ``download.source`` ending in .csv/.tsv/.jsonl/.parquet/.txt
     (optionally .gz), or ``urls:<path or URL>``. A block inside the download section, not a section."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    list_format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    list_format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "txt"] = "auto"
     url_column: str = Field("url", min_length=1)
     label_column: str = "label"  # "" = the list has no labels
     extra_columns: list[str] = []

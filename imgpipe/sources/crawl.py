@@ -1,7 +1,7 @@
 """A URL-list source: fetch every image a CSV/TSV/JSON Lines/parquet list names, at any scale.
 
-``download.source`` names a URL list when it ends in ``.csv``, ``.tsv``, ``.jsonl``/``.ndjson`` or
-``.parquet`` (optionally ``.gz``/``.bz2``/``.xz``), or carries the ``urls:`` prefix (``urls:https://host/list``,
+``download.source`` names a URL list when it ends in ``.csv``, ``.tsv``, ``.jsonl``/``.ndjson``,
+``.parquet`` or ``.txt`` (one URL per line; optionally ``.gz``/``.bz2``/``.xz``), or carries the ``urls:`` prefix (``urls:https://host/list``,
 format from ``download.crawl.list_format``). The list itself may be local or remote (fetched and
 verified like any source; ``download.sha256`` pins it).
 
@@ -65,7 +65,7 @@ def _read_list(source: str, cfg: DownloadParams, backoff_s: float):
         fmt = c.list_format
     if fmt is None:
         raise SourceError(f"{label}: cannot tell the URL list's format from its name; set "
-                          "download.crawl.list_format to csv, tsv, jsonl or parquet")
+                          "download.crawl.list_format to csv, tsv, jsonl, parquet or txt")
     pin = normalize_sha256(cfg.sha256)
     if source_kind(target) == "path" and local_path(target).is_dir():
         raise SourceError(f"{label}: is a folder, not a URL list")

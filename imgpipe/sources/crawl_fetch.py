@@ -143,27 +143,25 @@ def _guarded_connection_classes(allow_private: bool):
     return GuardedHTTP, GuardedHTTPS
 
 
-def make_session(settings: FetchSettings, pool_size: int):
-    """A ``requests.Session`` whose every connection goes through the address guard."""
-    import requests
-    from requests.adapters import HTTPAdapter
+def make_pool(settings: FetchSettings, pool_size: int):
+    """A thread-safe ``urllib3.PoolManager`` whose every connection goes through the address guard.
+
+    urllib3 directly, not ``requests``: the same connection pools, without ``requests``' per-call
+    layers (sessions, hooks, cookie jars, settings merging), which cost ~2/3 of the CPU per small
+    image (1,550 vs 540 images/s from loopback with 8 threads on 2 cores). No proxies from the
+    environment: the guard must see the real hosts.
+    """
+    import urllib3
 
     http_cls, https_cls = _guarded_connection_classes(settings.allow_private)
-
-    class _Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme["http"].ConnectionCls = http_cls
-            self.poolmanager.pool_classes_by_scheme["https"].ConnectionCls = https_cls
-
-    session = requests.Session()
-    session.trust_env = False  # no proxies or .netrc from the environment: the guard sees real hosts
-    session.headers.update({"Accept-Encoding": "identity", "User-Agent": settings.user_agent,
-                            "Accept": "image/*"})
-    adapter = _Adapter(pool_connections=64, pool_maxsize=max(pool_size, 1), max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    pool = urllib3.PoolManager(num_pools=64, maxsize=max(pool_size, 1), block=False, retries=False,
+                               headers={"Accept-Encoding": "identity", "User-Agent": settings.user_agent,
+                                        "Accept": "image/*"})
+    for scheme, cls in (("http", http_cls), ("https", https_cls)):
+        base = pool.pool_classes_by_scheme[scheme]
+        pool.pool_classes_by_scheme = {**pool.pool_classes_by_scheme,
+                                       scheme: type(f"Guarded{base.__name__}", (base,), {"ConnectionCls": cls})}
+    return pool
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +221,6 @@ def _classify(exc: BaseException, timeout_s: float) -> _Fail:
     """A reason code and one line for a failed request."""
     import http.client
 
-    import requests
     import urllib3.exceptions as u3
 
     detail = describe_network_error(exc, timeout_s)
@@ -247,10 +244,9 @@ def _classify(exc: BaseException, timeout_s: float) -> _Fail:
     for cur in chain:
         if isinstance(cur, http.client.IncompleteRead | u3.IncompleteRead):
             return _Fail("truncated", "the body ended before its announced length")
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
-                  | requests.exceptions.InvalidSchema | u3.LocationParseError | ValueError | UnicodeError):
+    if isinstance(exc, u3.LocationValueError | ValueError | UnicodeError):
         return _Fail("bad_url", detail)
-    if isinstance(exc, requests.exceptions.ConnectionError | u3.ProtocolError | ConnectionError):
+    if isinstance(exc, u3.NewConnectionError | u3.ProtocolError | ConnectionError):
         return _Fail("reset", detail)
     return _Fail("error", detail)
 
@@ -260,27 +256,15 @@ def _scheme_ok(url: str) -> bool:
 
 
 class Fetcher:
-    """Thread-safe: one per shard run; each thread gets its own session and connection pool."""
+    """Thread-safe: one per shard run, one connection pool shared by its threads."""
 
-    def __init__(self, settings: FetchSettings, pool_size: int = 1) -> None:
+    def __init__(self, settings: FetchSettings, pool_size: int = 8) -> None:
         self.settings = settings
-        self.pool_size = pool_size
         self.hosts = HostLimiter(settings.per_host_connections, settings.per_host_rate)
-        self.local = threading.local()
-        self.sessions: list = []
-        self.lock = threading.Lock()
-
-    def _session(self):
-        session = getattr(self.local, "session", None)
-        if session is None:
-            session = self.local.session = make_session(self.settings, 4)
-            with self.lock:
-                self.sessions.append(session)
-        return session
+        self.pool = make_pool(settings, max(pool_size, settings.per_host_connections))
 
     def close(self) -> None:
-        for session in self.sessions:
-            session.close()
+        self.pool.clear()
 
     def fetch(self, url: str) -> Outcome:
         s = self.settings
@@ -324,7 +308,7 @@ class Fetcher:
                 time.sleep(_backoff(failures, s.backoff_s, fail.retry_after))
 
     def _attempt(self, url: str) -> Outcome | str:
-        import requests
+        import urllib3
 
         s = self.settings
         host = urlsplit(url).netloc.lower()
@@ -332,49 +316,53 @@ class Fetcher:
         started = time.monotonic()
         try:
             try:
-                resp = self._session().get(url, stream=True, allow_redirects=False,
-                                           timeout=(s.timeout_s, s.timeout_s))
-            except (requests.exceptions.RequestException, OSError, RefusedAddress, ValueError) as exc:
+                resp = self.pool.request("GET", url, preload_content=False, redirect=False, retries=False,
+                                         timeout=urllib3.Timeout(connect=s.timeout_s, read=s.timeout_s))
+            except (urllib3.exceptions.HTTPError, OSError, RefusedAddress, ValueError, UnicodeError) as exc:
                 raise _classify(exc, s.timeout_s) from None
-            with resp:
-                code = resp.status_code
-                if code in REDIRECTS and resp.headers.get("Location"):
-                    return resp.headers["Location"]
-                if code != 200:
-                    raise _Fail(f"http_{code}", f"HTTP {code} {resp.reason or ''}".strip(),
-                                _retry_after(resp.headers.get("Retry-After")))
-                ctype = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-                if not ctype.startswith("image/") and ctype not in BINARY_TYPES:
-                    return Outcome("not_an_image", f"Content-Type {ctype}", redact(resp.url))
-                length = resp.headers.get("Content-Length", "")
-                if length.isdigit() and int(length) > s.max_bytes:
-                    return Outcome("too_large", f"Content-Length {length} over {s.max_bytes} bytes",
-                                   redact(resp.url))
-                try:
-                    body = self._read_body(resp, started)
-                except _Fail:
-                    raise
-                except (requests.exceptions.RequestException, OSError, Exception) as exc:  # noqa: BLE001
-                    raise _classify(exc, s.timeout_s) from None
-                if isinstance(body, Outcome):
-                    return Outcome(body.status, body.detail, redact(resp.url))
-                if length.isdigit() and len(body) < int(length):
-                    raise _Fail("truncated", f"body ended after {len(body)} of {length} bytes")
-                ext = image_extension(body[:32])
-                if ext is None:
-                    return Outcome("not_an_image", f"no image signature ({ctype or 'no Content-Type'})",
-                                   redact(resp.url))
-                return Outcome("ok", "", redact(resp.url), len(body), hashlib.sha256(body).hexdigest(), ext,
-                               body)
+            try:
+                return self._response(resp, url, started)
+            finally:
+                resp.close()  # an unread rest (a cut-off body) is never reused
+                resp.release_conn()
         finally:
             sem.release()
+
+    def _response(self, resp, url: str, started: float) -> Outcome | str:
+        s = self.settings
+        code = resp.status
+        if code in REDIRECTS and resp.headers.get("Location"):
+            return resp.headers["Location"]
+        if code != 200:
+            raise _Fail(f"http_{code}", f"HTTP {code} {resp.reason or ''}".strip(),
+                        _retry_after(resp.headers.get("Retry-After")))
+        final = redact(url)
+        ctype = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if not ctype.startswith("image/") and ctype not in BINARY_TYPES:
+            return Outcome("not_an_image", f"Content-Type {ctype}", final)
+        length = resp.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > s.max_bytes:
+            return Outcome("too_large", f"Content-Length {length} over {s.max_bytes} bytes", final)
+        try:
+            body = self._read_body(resp, started)
+        except _Fail:
+            raise
+        except Exception as exc:  # noqa: BLE001 - urllib3/http.client/socket errors, classified
+            raise _classify(exc, s.timeout_s) from None
+        if isinstance(body, Outcome):
+            return Outcome(body.status, body.detail, final)
+        if length.isdigit() and len(body) < int(length):
+            raise _Fail("truncated", f"body ended after {len(body)} of {length} bytes")
+        ext = image_extension(body[:32])
+        if ext is None:
+            return Outcome("not_an_image", f"no image signature ({ctype or 'no Content-Type'})", final)
+        return Outcome("ok", "", final, len(body), hashlib.sha256(body).hexdigest(), ext, body)
 
     def _read_body(self, resp, started: float) -> bytes | Outcome:
         s = self.settings
         parts, size = [], 0
-        raw = resp.raw
         while True:
-            chunk = raw.read1(CHUNK) if hasattr(raw, "read1") else raw.read(CHUNK)
+            chunk = resp.read1(CHUNK)
             if not chunk:
                 break
             size += len(chunk)

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 from imgpipe.errors import SourceError
 
-LIST_FORMATS = ("csv", "tsv", "jsonl", "parquet")
+LIST_FORMATS = ("csv", "tsv", "jsonl", "parquet", "txt")
 URLS_PREFIX = "urls:"
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-             ".parquet": "parquet", ".pq": "parquet"}
+             ".parquet": "parquet", ".pq": "parquet", ".txt": "txt"}
 _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 
 
@@ -50,6 +50,20 @@ def read_url_list(path: Path, name: str, fmt: str, compression: str | None, url_
                   label_column: str, extra_columns: list[str]) -> UrlList:
     import pandas as pd
 
+    if fmt == "txt":  # one URL per line, no header, no labels
+        if extra_columns:
+            raise SourceError(f"{name}: a .txt URL list has no columns; clear download.crawl.extra_columns")
+        import bz2
+        import gzip
+        import lzma
+
+        opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "", open)
+        try:
+            with opener(path, "rb") as fh:
+                lines = fh.read().decode("utf-8").splitlines()
+        except (OSError, UnicodeDecodeError, EOFError, lzma.LZMAError) as exc:
+            raise SourceError(f"{name}: cannot read as a txt URL list: {exc}") from None
+        return UrlList(urls=[line.strip() for line in lines if line.strip()], labels=None, extras={})
     try:
         if fmt in ("csv", "tsv"):
             frame = pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False,

@@ -45,6 +45,22 @@ def is_lasting(status: str) -> bool:
     return True
 
 
+def policy_of(settings: FetchSettings) -> str:
+    """The settings an outcome depends on (a 404 stays a 404 whatever the timeout)."""
+    return f"max_bytes={settings.max_bytes},max_redirects={settings.max_redirects}," \
+           f"allow_private={settings.allow_private}"
+
+
+def reusable(rec: dict, settings: FetchSettings) -> bool:
+    """Whether an earlier run's outcome stands: lasting, and (for a failure) reached under the same
+    limits; an image fetched while private addresses were allowed is fetched again once they are not."""
+    if not is_lasting(rec["status"]):
+        return False
+    if rec["status"] == "ok":
+        return settings.allow_private or "allow_private=True" not in rec.get("policy", "")
+    return rec.get("policy") == policy_of(settings)
+
+
 def shard_key(urls: list[str]) -> str:
     digest = hashlib.sha256()
     for url in urls:
@@ -82,12 +98,19 @@ class ShardResult:
 class ShardState:
     """The append-only log and data file of one shard (thread-safe appends)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, verify: bool = True) -> None:
+        import fcntl
+
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+        # One process per shard at a time (two experiments sharing a cache): the second waits, then
+        # resumes from what the first left.
+        self.lock_fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         self.lock = threading.Lock()
         self.records: dict[str, dict] = {}
         self.by_sha: dict[str, dict] = {}
+        self.verify = verify
         self._load()
         self.log_fd = os.open(folder / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.data_fd = os.open(folder / DATA, os.O_RDWR | os.O_CREAT, 0o644)
@@ -95,9 +118,11 @@ class ShardState:
     def _load(self) -> None:
         log_path, data_path = self.folder / LOG, self.folder / DATA
         records: dict[str, dict] = {}
+        lines = 0
         if log_path.exists():
             with open(log_path, "rb") as fh:
                 for line in fh:
+                    lines += 1
                     try:
                         rec = json.loads(line)
                         records[rec["url"]] = rec
@@ -113,10 +138,12 @@ class ShardState:
                 if sha in self.by_sha:
                     continue
                 ok = False
-                if data is not None:
+                if data is not None and self.verify:
                     data.seek(rec["offset"])
                     body = data.read(rec["size"])
                     ok = len(body) == rec["size"] and hashlib.sha256(body).hexdigest() == sha
+                elif data is not None:  # sizes only: the caller checks each image's sha256 as it reads it
+                    ok = rec["offset"] + rec["size"] <= os.fstat(data.fileno()).st_size
                 if ok:
                     self.by_sha[sha] = rec
                     end = max(end, rec["offset"] + rec["size"])
@@ -128,14 +155,22 @@ class ShardState:
         finally:
             if data is not None:
                 data.close()
-        if data_path.exists() and data_path.stat().st_size != end:
-            os.truncate(data_path, end)
-        # Rewrite the log compactly only when it held torn or dropped lines.
+        if self.verify and data_path.exists() and data_path.stat().st_size != end:
+            os.truncate(data_path, end)  # bytes after the last logged image: a write cut short
         self.records = records
         self.end = end
+        if self.verify and lines != len(records):
+            # Torn, dropped or superseded lines: rewrite the log as the records that stand, so the
+            # next append starts on a fresh line and a reader never meets an outdated one.
+            tmp = log_path.with_name(LOG + ".tmp")
+            with open(tmp, "wb") as fh:
+                for rec in records.values():
+                    fh.write(_line(rec))
+            os.replace(tmp, log_path)
 
-    def add(self, url: str, outcome: Outcome) -> dict:
-        rec = {"url": url, "status": outcome.status, "detail": outcome.detail, "final_url": outcome.final_url}
+    def add(self, url: str, outcome: Outcome, policy: str = "") -> dict:
+        rec = {"url": url, "status": outcome.status, "detail": outcome.detail, "final_url": outcome.final_url,
+               "policy": policy}
         with self.lock:
             if outcome.ok:
                 rec.update(size=outcome.size, sha256=outcome.sha256, ext=outcome.ext)
@@ -147,14 +182,18 @@ class ShardState:
                     self.by_sha[outcome.sha256] = rec
                 else:
                     rec["offset"] = known["offset"]
-            line = json.dumps(rec, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n"
-            os.write(self.log_fd, line)
+            os.write(self.log_fd, _line(rec))
             self.records[url] = rec
         return rec
 
     def close(self) -> None:
         os.close(self.log_fd)
         os.close(self.data_fd)
+        os.close(self.lock_fd)  # releases the flock
+
+
+def _line(rec: dict) -> bytes:
+    return json.dumps(rec, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n"
 
 
 def fetch_shard(spec: ShardSpec, progress: Callable[[dict], None] | None = None) -> ShardResult:
@@ -167,16 +206,16 @@ def fetch_shard(spec: ShardSpec, progress: Callable[[dict], None] | None = None)
             if url in seen:
                 continue
             seen.add(url)
-            if rec is not None and is_lasting(rec["status"]):
+            if rec is not None and reusable(rec, spec.settings):
                 continue
             todo.append(url)
         reused = len(seen) - len(todo)
         if progress is not None and reused:
-            for url in spec.urls:
-                rec = state.records.get(url)
-                if rec is not None and url not in todo:
-                    progress(rec)
-        fetcher = Fetcher(spec.settings)
+            pending_urls = set(todo)
+            for url in seen:
+                if url not in pending_urls:
+                    progress(state.records[url])
+        fetcher = Fetcher(spec.settings, spec.concurrency)
         workers = max(1, min(spec.concurrency, len(todo)))
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crawl") as pool:
@@ -204,11 +243,11 @@ def fetch_shard(spec: ShardSpec, progress: Callable[[dict], None] | None = None)
 
 
 def _one(fetcher: Fetcher, state: ShardState, url: str) -> dict:
-    return state.add(url, fetcher.fetch(url))
+    return state.add(url, fetcher.fetch(url), policy_of(fetcher.settings))
 
 
 def read_shard(spec_dir: Path) -> tuple[dict[str, dict], Path]:
     """The final records of a finished shard and its data file (for assembling the outputs)."""
-    state = ShardState(spec_dir)
+    state = ShardState(spec_dir, verify=False)
     state.close()
     return state.records, spec_dir / DATA

@@ -82,7 +82,116 @@ def link_target(parts: tuple[str, ...], target: str, name: str, source: str, kin
     return tuple(p for p in joined.split("/") if p not in ("", "."))
 
 
-def _target(dest: Path, parts: tuple[str, ...], name: str, source: str) -> Path:
+class MemberSink:
+    """Where extraction puts members instead of one file each: images are appended to one spill
+    file (offset, size), other members (``keep_loose``: label files, hidden files) are written
+    under ``loose_dir``. Folder/file collisions are checked on the recorded tree exactly as the
+    file system checks them on disk, so the same archives are refused for the same reasons.
+    """
+
+    def __init__(self, spill: Path, loose_dir: Path, keep_loose) -> None:
+        self.spill_path, self.loose_dir, self.keep_loose = spill, loose_dir, keep_loose
+        self.spill = open(spill, "w+b")  # noqa: SIM115 - closed by close()
+        self.end = 0
+        self.files: dict[tuple[str, ...], tuple[int, int] | None] = {}  # None: a loose file
+        self.dirs: set[tuple[str, ...]] = set()
+
+    def close(self) -> None:
+        self.spill.close()
+
+    def _parents(self, parts: tuple[str, ...], name: str, source: str) -> None:
+        prefixes = [parts[:k] for k in range(1, len(parts))]
+        if any(p in self.files for p in prefixes):
+            raise UnsafeArchiveError(f"{source}: member {name!r} is inside something that is not a folder")
+        self.dirs.update(prefixes)
+
+    def target(self, parts: tuple[str, ...], name: str, source: str) -> _SinkTarget:
+        if not parts:
+            raise UnsafeArchiveError(f"{source}: member {name!r} has an empty path")
+        self._parents(parts, name, source)
+        if parts in self.dirs:
+            raise UnsafeArchiveError(f"{source}: member {name!r} would replace a folder")
+        return _SinkTarget(self, parts)
+
+    def mkdir(self, parts: tuple[str, ...], name: str, source: str) -> None:
+        if any(parts[:k] in self.files for k in range(1, len(parts) + 1)):
+            raise UnsafeArchiveError(f"{source}: folder {name!r} collides with a file")
+        self.dirs.update(parts[:k] for k in range(1, len(parts) + 1))
+
+    def write(self, parts: tuple[str, ...], fh, budget: Budget, name: str) -> None:
+        budget.files += 1
+        if self.keep_loose(parts):
+            path = self.loose_dir.joinpath(*parts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as out:
+                while chunk := fh.read(CHUNK):
+                    budget.add(len(chunk), name)
+                    out.write(chunk)
+            self.files[parts] = None
+            return
+        start = self.end
+        self.spill.seek(start)
+        while chunk := fh.read(CHUNK):
+            budget.add(len(chunk), name)
+            self.spill.write(chunk)
+            self.end += len(chunk)
+        self.files[parts] = (start, self.end - start)
+
+    def open(self, parts: tuple[str, ...]):
+        where = self.files[parts]
+        if where is None:
+            return open(self.loose_dir.joinpath(*parts), "rb")  # noqa: SIM115 - the caller closes it
+        self.spill.flush()
+        return _SpillReader(self.spill_path, *where)
+
+    def copy_inside(self, src_parts: tuple[str, ...], target: _SinkTarget, budget: Budget, name: str) -> bool:
+        if src_parts not in self.files:
+            return False
+        with self.open(src_parts) as fh:
+            self.write(target.parts, fh, budget, name)
+        return True
+
+    def top_folder(self) -> str | None:
+        """What :func:`single_top_folder` would say of the extracted tree."""
+        from imgpipe.rawdata import SPLIT_DIRS
+
+        tops = {p[0] for p in self.files} | {d[0] for d in self.dirs}
+        tops = {t for t in tops if not _hidden(t)}
+        if len(tops) == 1:
+            top = next(iter(tops))
+            if (top,) in self.dirs and top.lower() not in SPLIT_DIRS:
+                return top
+        return None
+
+
+@dataclass(frozen=True)
+class _SinkTarget:
+    sink: MemberSink
+    parts: tuple[str, ...]
+
+
+class _SpillReader:
+    def __init__(self, path: Path, offset: int, size: int) -> None:
+        self.fh = open(path, "rb")  # noqa: SIM115 - closed by __exit__
+        self.fh.seek(offset)
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        chunk = self.fh.read(n)
+        self.left -= len(chunk)
+        return chunk
+
+    def __enter__(self) -> _SpillReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+
+def _target(dest: Path | MemberSink, parts: tuple[str, ...], name: str, source: str) -> Path | _SinkTarget:
+    if isinstance(dest, MemberSink):
+        return dest.target(parts, name, source)
     if not parts:
         raise UnsafeArchiveError(f"{source}: member {name!r} has an empty path")
     path = dest.joinpath(*parts)
@@ -95,7 +204,10 @@ def _target(dest: Path, parts: tuple[str, ...], name: str, source: str) -> Path:
     return path
 
 
-def _write(fh, path: Path, budget: Budget, name: str) -> None:
+def _write(fh, path: Path | _SinkTarget, budget: Budget, name: str) -> None:
+    if isinstance(path, _SinkTarget):
+        path.sink.write(path.parts, fh, budget, name)
+        return
     budget.files += 1
     with open(path, "wb") as out:
         while chunk := fh.read(CHUNK):
@@ -103,8 +215,12 @@ def _write(fh, path: Path, budget: Budget, name: str) -> None:
             out.write(chunk)
 
 
-def _copy_inside(dest: Path, src_parts: tuple[str, ...], path: Path, budget: Budget, name: str) -> bool:
+def _copy_inside(dest: Path | MemberSink, src_parts: tuple[str, ...], path: Path | _SinkTarget, budget: Budget,
+                 name: str) -> bool:
     """Materialise a link as a copy of the regular file it names; False if it names none."""
+    if isinstance(dest, MemberSink):
+        assert isinstance(path, _SinkTarget)
+        return dest.copy_inside(src_parts, path, budget, name)
     src = dest.joinpath(*src_parts) if src_parts else dest
     if not src.is_file() or src.is_symlink():
         return False
@@ -137,12 +253,14 @@ _CORRUPT = (tarfile.ReadError, tarfile.HeaderError, EOFError, zlib.error, gzip.B
             lzma.LZMAError, zipfile.BadZipFile)
 
 
-def extract_archive(path: Path, dest: Path, budget: Budget) -> None:
+def extract_archive(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
+    """Extract into the folder ``dest``, or into a :class:`MemberSink`."""
     kind = archive_type(path)
     if kind is None:
         raise SourceError(f"{budget.source}: not a supported archive (.tar, .tar.gz, .tgz, .tar.bz2, "
                           ".tar.xz, .zip) or folder")
-    dest.mkdir(parents=True, exist_ok=True)
+    if not isinstance(dest, MemberSink):
+        dest.mkdir(parents=True, exist_ok=True)
     try:
         (extract_zip if kind == "zip" else extract_tar)(path, dest, budget)
     except UnsafeArchiveError:
@@ -155,7 +273,7 @@ def extract_archive(path: Path, dest: Path, budget: Budget) -> None:
         raise SourceError(f"{budget.source}: cannot extract: {exc.strerror or exc}") from None
 
 
-def extract_tar(path: Path, dest: Path, budget: Budget) -> None:
+def extract_tar(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
     """One streaming pass (``r|*``): constant memory, and each member is checked before it is
     written."""
     source = budget.source
@@ -190,7 +308,10 @@ def extract_tar(path: Path, dest: Path, budget: Budget) -> None:
     _materialise_symlinks(dest, symlinks, budget)
 
 
-def _mkdir(dest: Path, parts: tuple[str, ...], name: str, source: str) -> None:
+def _mkdir(dest: Path | MemberSink, parts: tuple[str, ...], name: str, source: str) -> None:
+    if isinstance(dest, MemberSink):
+        dest.mkdir(parts, name, source)
+        return
     path = dest.joinpath(*parts)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -198,7 +319,7 @@ def _mkdir(dest: Path, parts: tuple[str, ...], name: str, source: str) -> None:
         raise UnsafeArchiveError(f"{source}: folder {name!r} collides with a file") from None
 
 
-def _materialise_symlinks(dest: Path, links: list[tuple[str, tuple[str, ...], tuple[str, ...]]],
+def _materialise_symlinks(dest: Path | MemberSink, links: list[tuple[str, tuple[str, ...], tuple[str, ...]]],
                           budget: Budget) -> None:
     """Inside links become copies of the file they name (in archive order, so chains resolve);
     links to folders or to nothing are skipped and recorded."""
@@ -212,7 +333,7 @@ def _zip_mode(info: zipfile.ZipInfo) -> int:
     return info.external_attr >> 16 if info.create_system == 3 else 0  # 3: made on Unix
 
 
-def extract_zip(path: Path, dest: Path, budget: Budget) -> None:
+def extract_zip(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
     """The central directory is checked first (member count, declared sizes, types), then each
     member is written with the running byte count, which does not trust the declared sizes."""
     source = budget.source

@@ -19,10 +19,11 @@ from imgpipe.rawdata import FILES_DIR, SourceInfo, is_packable, write_packs
 from imgpipe.sources.extract import (
     Budget,
     HashingReader,
+    MemberSink,
+    _hidden,
     copy_entry,
     extract_archive,
     manifest_sha256,
-    single_top_folder,
     tree_top_folder,
     walk_tree,
 )
@@ -58,12 +59,69 @@ def pack_tree(root: Path, tmp: Path, budget: Budget) -> tuple[list[tuple[str, st
     return sorted(manifest), top, packed
 
 
+def _keep_loose(parts: tuple[str, ...]) -> bool:
+    """Members that stay files under ``files/``: sidecars (label files, docs) and hidden ones,
+    exactly those that packing a copied tree left loose."""
+    return not is_packable(parts[-1]) or any(_hidden(p) for p in parts)
+
+
+def unpack_archive(archive: Path, tmp: Path, budget: Budget) -> tuple[str | None, dict]:
+    """Extract ``archive`` straight into ``tmp``'s packs (images) and ``files/`` (the rest).
+
+    Images go to one spill file as they stream out of the archive (no file per image), then into
+    the packs in ``list_items`` order: the same bytes as extracting every member to ``files/``
+    and packing them, at a fraction of the file-system work. (stripped top folder, pack summary)
+    """
+    staging = tmp / _STAGING
+    sink = MemberSink(tmp / ".spill", staging, _keep_loose)
+    try:
+        extract_archive(archive, sink, budget)
+        if budget.files == 0:
+            raise SourceError(f"{budget.source}: holds no files")
+        top = sink.top_folder()
+        cut = 1 if top else 0
+        images = sorted(("/".join(parts[cut:]), where) for parts, where in sink.files.items()
+                        if where is not None)
+        sink.spill.flush()
+        fd = os.open(sink.spill_path, os.O_RDONLY)
+        try:
+            @contextlib.contextmanager
+            def read(i: int):
+                offset, size = images[i][1]
+                yield os.pread(fd, size, offset) if size < (64 << 20) else _SpillSlice(fd, offset, size)
+
+            packed = write_packs(tmp, [(rel, where[1]) for rel, where in images], read)
+        finally:
+            os.close(fd)
+    finally:
+        sink.close()
+        sink.spill_path.unlink(missing_ok=True)
+    loose = staging / top if top else staging
+    if loose.is_dir():
+        os.replace(loose, tmp / FILES_DIR)
+    (tmp / FILES_DIR).mkdir(exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    return top, packed
+
+
+class _SpillSlice:
+    """A large image's bytes in the spill file, read in chunks."""
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd, self.pos, self.end = fd, offset, offset + size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.end - self.pos if n < 0 else min(n, self.end - self.pos)
+        chunk = os.pread(self.fd, n, self.pos)
+        self.pos += len(chunk)
+        return chunk
+
+
 def acquire_generic(source: str, cfg: DownloadParams, tmp: Path, backoff_s: float = BACKOFF_S) -> SourceInfo:
     """Fetch ``source`` into ``tmp/files``; return its provenance."""
     label = redact(source)
     kind = source_kind(source)
     pin = normalize_sha256(cfg.sha256)
-    staging = tmp / _STAGING
     budget = Budget(label, cfg.max_extract_bytes, cfg.max_members)
     extra: dict = {}
     if kind == "path" and local_path(source).is_dir():
@@ -86,13 +144,8 @@ def acquire_generic(source: str, cfg: DownloadParams, tmp: Path, backoff_s: floa
                           size_bytes=sum(size for _rel, _sha, size in entries), sha256=sha256, extra=extra)
     else:
         archive, result, _md5 = fetch_verified(source, cfg, sha256=pin, backoff_s=backoff_s)
-        extract_archive(archive, staging, budget)
+        top, extra["packed"] = unpack_archive(archive, tmp, budget)
         final_url, size, sha256 = result.final_url, result.size_bytes, result.sha256
-    if budget.files == 0:
-        raise SourceError(f"{label}: holds no files")
-    top = single_top_folder(staging)
-    os.replace(staging / top if top else staging, tmp / FILES_DIR)
-    shutil.rmtree(staging, ignore_errors=True)
     if top:
         extra["stripped_top_folder"] = top
     if budget.skipped_links:

@@ -68,6 +68,16 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         with self.server.lock:
             self.server.log.append(path)
+            self.server.times.append(time.monotonic())
+            self.server.inflight += 1
+            self.server.max_inflight = max(self.server.max_inflight, self.server.inflight)
+        try:
+            return self._route(path)
+        finally:
+            with self.server.lock:
+                self.server.inflight -= 1
+
+    def _route(self, path: str) -> None:
         page = self.server.pages.get(path)
         if page is None:
             return self._send(404, b"not found\n", "text/plain")
@@ -144,6 +154,8 @@ class _Server(ThreadingHTTPServer):
         super().__init__((host, 0), _Handler)
         self.pages: dict[str, Page] = {}
         self.log: list[str] = []
+        self.times: list[float] = []  # arrival time of each request (monotonic)
+        self.inflight = self.max_inflight = 0  # requests being answered now, and the most at once
         self.lock = threading.Lock()
 
     def handle_error(self, request, client_address) -> None:
@@ -170,6 +182,15 @@ class CrawlServer:
 
     def hits(self) -> Counter:
         return Counter(self.log)
+
+    @property
+    def max_inflight(self) -> int:
+        return self._server.max_inflight
+
+    @property
+    def times(self) -> list[float]:
+        with self._server.lock:
+            return list(self._server.times)
 
     def add(self, path: str, page: Page) -> str:
         self._server.pages[path] = page

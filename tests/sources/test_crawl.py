@@ -8,6 +8,7 @@ two local worker processes) must give byte-identical outputs.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -243,7 +244,7 @@ def test_below_the_success_rate_the_stage_fails_naming_top_reasons(tmp_path):
     assert len(pd.read_csv(report)) == 6
 
 
-@pytest.mark.parametrize("suffix", ["tsv", "jsonl", "parquet", "csv.gz"])
+@pytest.mark.parametrize("suffix", ["tsv", "jsonl", "parquet", "csv.gz", "txt"])
 def test_list_formats_and_column_params(tmp_path, suffix):
     with CrawlServer() as srv:
         frame = pd.DataFrame({"link": [srv.add(f"/{i}.png", Page(body=png_bytes(i))) for i in range(4)],
@@ -255,6 +256,12 @@ def test_list_formats_and_column_params(tmp_path, suffix):
             frame.to_json(listing, orient="records", lines=True)
         elif suffix == "parquet":
             frame.to_parquet(listing)
+        elif suffix == "txt":
+            listing.write_text("\n".join(frame["link"]) + "\n\n")
+            raw = run_crawl(str(listing), tmp_path)
+            items = pd.read_parquet(raw / CRAWL_ITEMS)
+            assert (items["status"] == "ok").all() and list(items["label"]) == [""] * 4
+            return
         else:
             frame.to_csv(listing, index=False, compression="gzip")
         raw = run_crawl(str(listing), tmp_path, url_column="link", label_column="cls",
@@ -299,3 +306,67 @@ def test_dispatch_and_signatures():
     assert image_extension(png_bytes(1)[:32]) == ".png"
     assert image_extension(b"\xff\xd8\xff\xe0\x00\x10JFIF") == ".jpg"
     assert image_extension(b"<!doctype html>") is None
+
+
+def test_damaged_state_is_detected_and_only_lost_images_are_fetched_again(tmp_path):
+    with CrawlServer() as srv:
+        urls = [srv.add(f"/{i}.png", Page(body=png_bytes(i))) for i in range(40)]
+        listing = tmp_path / "list.csv"
+        pd.DataFrame({"url": urls, "label": "a"}).to_csv(listing, index=False)
+        first = run_crawl(str(listing), tmp_path / "a")
+        want = tree_bytes(first)
+        (shard,) = (tmp_path / "a" / "cache" / "crawl" / "shards").iterdir()
+        data = shard / "data.bin"
+        size = data.stat().st_size
+        records = [json.loads(line) for line in (shard / "log.jsonl").read_text().splitlines()]
+        lost = {r["url"].removeprefix(srv.base_url) for r in records
+                if r["offset"] <= 10 < r["offset"] + r["size"] or r["offset"] + r["size"] > size - 300}
+        with open(data, "r+b") as fh:  # a flipped byte in the first image, and the tail cut off
+            fh.seek(10)
+            byte = fh.read(1)
+            fh.seek(10)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+            fh.truncate(size - 300)
+        with open(shard / "log.jsonl", "ab") as fh:
+            fh.write(b'{"url": "torn')  # a half-written last line
+        before = len(srv.log)
+        import shutil
+
+        shutil.rmtree(first)
+        again = run_crawl(str(listing), tmp_path / "a")
+        refetched = srv.log[before:]
+    assert sorted(refetched) == sorted(lost)  # the damaged image and those cut at the end, once each
+    assert len(lost) >= 2
+    assert tree_bytes(again) == want
+
+
+def test_per_host_connection_limit_and_rate(tmp_path):
+    with CrawlServer() as srv:
+        urls = [srv.add(f"/{i}.png", Page(body=png_bytes(i), delay_s=0.05)) for i in range(24)]
+        listing = tmp_path / "list.csv"
+        pd.DataFrame({"url": urls}).to_csv(listing, index=False)
+        run_crawl(str(listing), tmp_path / "a", label_column="", concurrency=16, per_host_connections=3)
+        assert srv.max_inflight == 3  # 16 threads, but never more than 3 requests to the host at once
+        before = len(srv.log)
+        run_crawl(str(listing), tmp_path / "b", label_column="", concurrency=16, per_host_rate=40)
+        times = srv.times[before:]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times[-1] - times[0] >= 23 / 40 * 0.9  # 24 requests at most 40/s
+    assert min(gaps) >= 1 / 40 * 0.5
+
+
+def test_a_lasting_failure_is_reused_only_under_the_same_limits(tmp_path):
+    with CrawlServer() as srv:
+        urls = [srv.add("/small.png", Page(body=png_bytes(1))),
+                srv.add("/big.png", Page(body=png_bytes(2, size=64)))]
+        listing = tmp_path / "list.csv"
+        pd.DataFrame({"url": urls}).to_csv(listing, index=False)
+        big = len(png_bytes(2, size=64))
+        raw = run_crawl(str(listing), tmp_path, label_column="", max_image_bytes=big - 1)
+        assert pd.read_parquet(raw / CRAWL_ITEMS)["status"].tolist() == ["ok", "too_large"]
+        before = len(srv.log)
+        raw = run_crawl(str(listing), tmp_path, label_column="", max_image_bytes=big - 1)
+        assert srv.log[before:] == []  # same limits: both outcomes stand
+        raw = run_crawl(str(listing), tmp_path, label_column="", max_image_bytes=big)
+        assert srv.log[before:] == ["/big.png"]  # a higher cap asks again for what was too large
+        assert pd.read_parquet(raw / CRAWL_ITEMS)["status"].tolist() == ["ok", "ok"]

@@ -96,3 +96,56 @@ def test_a_folder_is_packed_straight_into_the_same_bytes(tmp_path, top):
     assert new.pop("source.json")
     assert new == tree(old)
     assert "files/labels.csv" in new and "files/README.md" in new
+
+
+def _archive(path: Path, kind: str, top: str) -> None:
+    """Images in split/class folders, a label file, a hidden file, an empty folder, a symlink
+    and (tar) a hard link, and a member overwritten by a later one."""
+    import zipfile
+
+    pre = f"{top}/" if top else ""
+    members = [(f"{pre}{'train' if i % 3 else 'test'}/c{i % 4}/{i:04d}.png", bytes([i]) * (40 + 7 * i))
+               for i in range(50)]
+    members += [(f"{pre}labels.csv", b"file,label\n"), (f"{pre}.DS_Store", b"junk")]
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in members:
+                info = zipfile.ZipInfo(name)
+                info.external_attr = 0o100644 << 16
+                zf.writestr(info, data)
+            zf.writestr(f"{pre}empty/", b"")
+        return
+    members.append((f"{pre}train/c1/0001.png", b"overwritten"))
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members:
+            tar.addfile(_deterministic_member(name, len(data)), io.BytesIO(data))
+        empty = tarfile.TarInfo(f"{pre}empty")
+        empty.type = tarfile.DIRTYPE
+        tar.addfile(empty)
+        link = tarfile.TarInfo(f"{pre}train/c0/link.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../test/c0/0000.png"
+        tar.addfile(link)
+        hard = tarfile.TarInfo(f"{pre}test/c1/hard.png")
+        hard.type, hard.linkname = tarfile.LNKTYPE, f"{pre}train/c1/0001.png"
+        tar.addfile(hard)
+
+
+@pytest.mark.parametrize("kind, top", [("tar", ""), ("tar", "dataset"), ("zip", "dataset")])
+def test_an_archive_is_packed_straight_into_the_same_bytes(tmp_path, kind, top):
+    from imgpipe.sources.extract import extract_archive
+
+    archive = tmp_path / f"a.{'zip' if kind == 'zip' else 'tar.gz'}"
+    _archive(archive, kind, top)
+    old = tmp_path / "old"
+    staging = old / ".staging"
+    extract_archive(archive, staging, Budget("a", 1 << 30, 10**6))
+    found = single_top_folder(staging)
+    (staging / found if found else staging).rename(old / FILES_DIR)
+    pack_images(old)
+    (old / FILES_DIR).mkdir(exist_ok=True)
+    info = acquire(DownloadParams(source=str(archive), cache_dir=tmp_path / "cache"), tmp_path / "new")
+    new = tree(tmp_path / "new")
+    new.pop("source.json")
+    assert new == tree(old)
+    assert info.extra.get("stripped_top_folder") == (top or None)
+    assert ".spill" not in str(sorted(new)) and ".staging" not in str(sorted(new))
