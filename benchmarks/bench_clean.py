@@ -57,7 +57,8 @@ def set_params(dest: Path, updates: dict) -> None:
 def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)})
+                          env={**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd),
+                               "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return time.perf_counter() - start, proc.stderr
