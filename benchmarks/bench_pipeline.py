@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-STAGES = ["download", "preprocess", "labels", "validate", "augment", "train", "evaluate"]
+STAGES = ["download", "preprocess", "labels", "validate", "card", "augment", "train", "evaluate"]
 
 
 def env() -> dict:
