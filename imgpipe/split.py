@@ -2,8 +2,10 @@
 
 A split the source defines is kept. Seeds are drawn per (seed, split, class), so adding a class
 never reshuffles the others. Rows that share a duplicate group (exact or near duplicates, from
-:mod:`imgpipe.clean.duplicates`) are assigned as one unit: the group's first row is drawn and
-every member follows it, so a group never straddles train, val and test.
+:mod:`imgpipe.clean.duplicates`) are assigned as one unit: the group's first row is drawn, weighted by the
+group's size against each class's quota, and every member follows it, so a group never straddles
+train, val and test and the splits keep the class proportions (a group larger than a class's
+quota stays in train).
 """
 
 from __future__ import annotations
@@ -15,22 +17,32 @@ from imgpipe.contracts import LABEL, SOURCE_SPLIT, SPLIT
 from imgpipe.params.validate import ValidateParams
 
 
-def _take(indices: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``indices`` into (held out, rest) with ``round(n * fraction)`` held out."""
-    shuffled = rng.permutation(indices)
-    k = int(round(len(indices) * fraction))
-    return np.sort(shuffled[:k]), np.sort(shuffled[k:])
+def _take(units: np.ndarray, sizes: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
+    """Units drawn in a seeded random order until their sizes add up to ``target``; a unit that
+    would overshoot is passed over (a group larger than the quota stays in the rest). With every
+    size 1 this is simply the first ``target`` units of the permutation."""
+    order = rng.permutation(len(units))
+    taken, total = [], 0
+    for i in order:
+        if total >= target:
+            break
+        if total + sizes[i] <= target:
+            taken.append(units[i])
+            total += int(sizes[i])
+    return np.sort(np.asarray(taken, dtype=np.int64))
 
 
-def stratified_holdout(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int, salt: str) -> np.ndarray:
-    """Indices from ``pool`` held out per class, seeded per (seed, salt, class) so adding a class
-    never reshuffles the others."""
+def stratified_holdout(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int, salt: str,
+                       sizes: np.ndarray | None = None) -> np.ndarray:
+    """Units from ``pool`` held out per class: ``round(images * fraction)`` images of each class,
+    counting each unit as ``sizes[unit]`` images (a duplicate group moves as one). Seeded per
+    (seed, salt, class), so adding a class never reshuffles the others."""
     held = []
     for cls in sorted(set(labels[pool].tolist())):
         members = pool[labels[pool] == cls]
+        weight = np.ones(len(members), dtype=np.int64) if sizes is None else np.asarray(sizes)[members]
         rng = np.random.default_rng([seed, *salt.encode(), 0, *str(cls).encode()])
-        out, _rest = _take(members, fraction, rng)
-        held.append(out)
+        held.append(_take(members, weight, int(round(weight.sum() * fraction)), rng))
     return np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
 
 
@@ -49,13 +61,17 @@ def assign_splits(df: pd.DataFrame, cfg: ValidateParams, groups: np.ndarray | No
     split[source == "test"] = "test"
     split[source == "val"] = "val"
     drawn = leader == np.arange(n)
-    pool = np.nonzero((source != "test") & (source != "val") & drawn)[0]
+    free = (source != "test") & (source != "val")
+    # Each drawn row stands for its whole group: a group of 100 near-copies counts as 100 images
+    # against the split's per-class quota, so one big group cannot fill (or empty) a test class.
+    sizes = np.bincount(leader[free], minlength=n)
+    pool = np.nonzero(free & drawn)[0]
     if not (source == "test").any() and cfg.test_fraction > 0:
-        test = stratified_holdout(labels, pool, cfg.test_fraction, cfg.seed, "test")
+        test = stratified_holdout(labels, pool, cfg.test_fraction, cfg.seed, "test", sizes)
         split[test] = "test"
         pool = np.setdiff1d(pool, test)
     if not (source == "val").any() and cfg.val_fraction > 0:
-        val = stratified_holdout(labels, pool, cfg.val_fraction, cfg.seed, "val")
+        val = stratified_holdout(labels, pool, cfg.val_fraction, cfg.seed, "val", sizes)
         split[val] = "val"
     follow = ~drawn & (source != "test") & (source != "val")
     split[follow] = split[leader[follow]]
