@@ -58,7 +58,7 @@ def test_a_param_change_reruns_exactly_the_dependent_stages(reproduced, change, 
 
 def test_plots_render_offline_with_the_confusion_template(reproduced):
     plots = json.loads(reproduced.dvc("plots", "show", "--json").stdout)["data"]
-    assert set(plots) == {"Confusion matrix (test split)", "Training curves", "Accuracy"}
+    assert set(plots) == {"Confusion matrix (test split)", "Training curves", "Accuracy", "Learning rate"}
     confusion = plots["Confusion matrix (test split)"][0]["content"]
     assert confusion["data"]["values"][0].keys() >= {"actual", "predicted"}
 
