@@ -32,7 +32,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "clean"))  # planted.py: the copies the tests plant
 
 
 def project_copy(dest: Path) -> None:
@@ -82,7 +82,8 @@ def planted_copies(pixels: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10-train.tar.gz")
+    shared = next((p / "shared" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared")
+    ap.add_argument("--data", type=Path, default=shared / "data" / "cifar10-train.tar.gz")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_clean"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_clean_out"))
     args = ap.parse_args()
