@@ -94,3 +94,13 @@ def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict]:
                             f"({str(exc).splitlines()[0]}); rebuild it with `dvc repro -f train`") from None
     model.eval()
     return model, checkpoint
+
+
+def inference_options(checkpoint: dict, tta: bool | str = "model") -> dict:
+    """``bf16`` and ``tta`` for :func:`predict_logits`, the same for evaluate and predict so their
+    labels cannot drift: bf16 as the model was trained; flip TTA as asked, or with ``"model"`` as
+    the training recipe chose (on only when mirrored images are valid for the data)."""
+    return {
+        "bf16": bool(checkpoint.get("bf16", False)),
+        "tta": bool(checkpoint.get("tta", False)) if tta == "model" else bool(tta),
+    }

@@ -213,7 +213,7 @@ def _decode(item: Input, cfg) -> tuple[np.ndarray | None, str]:
 
 
 def predict_inputs(model, inputs: Sequence[Input], cfg, batch_size: int, tta: bool = False,
-                   progress: bool = True) -> Iterator[Prediction]:
+                   progress: bool = True, bf16: bool = False) -> Iterator[Prediction]:
     """Predictions in input order, decoded and run ``batch_size`` images at a time."""
     from tqdm import tqdm
 
@@ -227,7 +227,7 @@ def predict_inputs(model, inputs: Sequence[Input], cfg, batch_size: int, tta: bo
             good = [pixels for pixels, _ in decoded if pixels is not None]
             probs = iter(())
             if good:
-                logits = predict_logits(model, np.stack(good), batch_size, tta=tta).numpy()
+                logits = predict_logits(model, np.stack(good), batch_size, bf16=bf16, tta=tta).numpy()
                 probs = iter(softmax(logits))
             for item, (pixels, error) in zip(chunk, decoded, strict=True):
                 yield Prediction(item.path, next(probs) if pixels is not None else None, error)
@@ -314,12 +314,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average with the mirrored image (default evaluate.tta)")
 
 
-def _evaluate_defaults(params_file: Path) -> tuple[int, bool]:
+def _evaluate_defaults(params_file: Path) -> tuple[int, bool | str]:
     from imgpipe.params.base import load
     from imgpipe.params.evaluate import EvaluateParams
 
     cfg = load("evaluate", EvaluateParams, params_file) if params_file.is_file() else EvaluateParams()
-    return cfg.batch_size, bool(getattr(cfg, "tta", False))
+    return cfg.batch_size, cfg.tta
 
 
 def _classes_file(arg: str, params_file: Path) -> str | None:
@@ -346,12 +346,15 @@ def run(args: argparse.Namespace) -> int:
     if batch_size < 1:
         raise PipelineError("--batch-size must be at least 1")
     model, checkpoint = load_model(args.model)
+    from imgpipe.inference import inference_options
+
+    options = inference_options(checkpoint, tta)  # exactly what the evaluate stage uses
     check_classes(checkpoint, args.model, _classes_file(args.classes, PARAMS_FILE))
     classes = list(checkpoint["classes"])
     cfg = preprocess_config(checkpoint, PARAMS_FILE)
     with tempfile.TemporaryDirectory(prefix="imgpipe-predict-") as scratch:
         inputs = collect_inputs(args.paths, Path(scratch))
-        preds = list(predict_inputs(model, inputs, cfg, batch_size, tta))
+        preds = list(predict_inputs(model, inputs, cfg, batch_size, options["tta"], bf16=options["bf16"]))
     failed = [p for p in preds if p.probs is None]
     if out:
         write_csv(out, preds, classes)

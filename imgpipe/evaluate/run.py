@@ -34,7 +34,7 @@ def _csv(frame: pd.DataFrame, path: Path) -> None:
 def evaluate(model_path: Path, augmented_dir: Path, cfg: EvaluateParams) -> dict:
     """Score, write every output, and return the stage summary."""
     from imgpipe.evaluate import plots
-    from imgpipe.inference import load_checkpoint, predict_logits
+    from imgpipe.inference import inference_options, load_checkpoint, predict_logits
 
     model, checkpoint = load_checkpoint(model_path)
     classes = list(checkpoint["classes"])
@@ -46,10 +46,9 @@ def evaluate(model_path: Path, augmented_dir: Path, cfg: EvaluateParams) -> dict
     if not len(test.y):
         raise PipelineError(f"{augmented_dir / c.split_x_file('test')}: the test split is empty; "
                               "raise validate.test_fraction or add images")
-    # "model": the flip TTA the training recipe chose (only when mirrors are valid for the data).
-    tta = bool(checkpoint.get("tta", False)) if cfg.tta == "model" else cfg.tta
-    probs = softmax(predict_logits(model, test.x, cfg.batch_size, bf16=bool(checkpoint.get("bf16", False)),
-                                   tta=tta).numpy())
+    options = inference_options(checkpoint, cfg.tta)
+    tta = options["tta"]
+    probs = softmax(predict_logits(model, test.x, cfg.batch_size, **options).numpy())
     headline, table = score(test.y, probs, classes, cfg.ece_bins)
     write_json(c.EVAL_METRICS, headline)
     c.EVAL_DIR.mkdir(parents=True, exist_ok=True)
