@@ -76,7 +76,8 @@ def test_labelling_loop(reproduced_once, tmp_path):
     top2 = probs.apply(lambda r: sorted(r, reverse=True)[:2], axis=1)
     margins = [top2[t["data"]["image"]][0] - top2[t["data"]["image"]][1] for t in tasks]
     assert all(b >= a - 2e-6 for a, b in zip(margins, margins[1:], strict=False)), "the CSV rounds to 6 digits"
-    assert all(t["predictions"][0]["model_version"].startswith("lenet-") for t in tasks)
+    arch = clone.params()["train"]["model"]
+    assert all(t["predictions"][0]["model_version"].startswith(f"{arch}-") for t in tasks)
 
     # 3. A person accepts most, corrects some, skips some and leaves some untouched; exports JSON.
     outcome = {}
