@@ -58,9 +58,9 @@ def test_rgb_imagefolder_archive_runs_with_one_override(tmp_path):
     sha = _imagefolder_tar(archive)
     clone = make_clone(tmp_path / "project")
     clone.dvc("exp", "run", "-S", f"download.source={archive}", "-S", f"download.sha256={sha}",
-              "-S", "train.epochs=15", "-S", "train.model=lenet")
-    # LeNet: this test is about the archive source end to end. The airbench default stays at
-    # chance on these 108 training images (known, noted on the training issue).
+              "-S", "train.epochs=15", "-S", "validate.near_duplicates.enabled=false")
+    # The generated shapes (one shape on noise, moved by at most 3 px) are near duplicates at the
+    # check's 7x7 resolution: with the source's own test split, leakage removal would empty train.
     root = clone.root
     rejects = pd.read_parquet(root / "data/preprocessed/rejects.parquet")
     assert rejects["item_id"].tolist() == ["train/circle/broken.png"]

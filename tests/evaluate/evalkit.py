@@ -24,7 +24,7 @@ def save_checkpoint(path: Path, classes=CLASSES, size: int = SIZE, channels: int
     norm = {"mean": [0.5] * channels, "std": [0.25] * channels}
     model = make_model("lenet", meta, norm)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model_checkpoint(model, "lenet", meta, norm, False), path)
+    torch.save(model_checkpoint(model, "lenet", meta, norm, {}, precision="fp32", bf16=False, tta=False), path)
     return path
 
 
