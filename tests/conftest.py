@@ -11,3 +11,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """e2e tests last (a stable sort keeps file order otherwise): the unit tiers run while the e2e
+    tier's shared project is reproduced in the background (tests/e2e/conftest.py), so no worker
+    sits waiting for it, and a broken unit test shows up within the first minutes."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from imgpipe.clean.duplicates import exact_groups, near_duplicate_pairs, union_find_groups
 from imgpipe.clean.label_issues import label_issue_findings
@@ -32,6 +33,9 @@ from imgpipe.contracts import ITEM_ID, LABEL, REVIEW_COLUMNS, SOURCE_PATH, SOURC
 from imgpipe.errors import ValidationFailed
 from imgpipe.params.validate import ValidateParams
 from imgpipe.split import assign_splits, leaking_groups
+
+# BLAS/OpenMP threads of the cleaning checks: fixed, so their bytes do not depend on the machine.
+CHECK_THREADS = 2
 
 LABEL_COLUMNS = frozenset({"label", "label_index"})
 DECISION_RANK = {"kept": 0, "flagged": 1, "dropped": 2, "quarantined": 3}
@@ -312,12 +316,17 @@ def validate(
     needs_pixels = cfg.near_duplicates.enabled or cfg.label_issues.enabled
     if load_pixels is not None and needs_pixels and len(rest):
         pixels = load_pixels(rest)
-    dup, groups, dup_counts = duplicate_findings(rest, pixels, cfg)
-    outl = outlier_findings(rest, cfg.outliers, POLICY_DECISION[cfg.outliers.on_outlier])
-    lab, oos_acc = empty_findings(), 0.0
-    if cfg.label_issues.enabled and pixels is not None and len(rest):
-        lab, oos_acc = label_issue_findings(rest, pixels, list(classes), cfg.label_issues,
-                                            POLICY_DECISION[cfg.label_issues.on_issue])
+    # BLAS and OpenMP split their sums by thread count, and the k-means features, the ridge fit and
+    # the LSH projections then differ in their last bits (on digits, 7 suspects at 2 threads, 8 at
+    # 1). A fixed count makes the findings the same on any machine and under any
+    # OMP_NUM_THREADS (Dask, for one, sets it to 1 in the process that starts a cluster).
+    with threadpool_limits(limits=CHECK_THREADS):
+        dup, groups, dup_counts = duplicate_findings(rest, pixels, cfg)
+        outl = outlier_findings(rest, cfg.outliers, POLICY_DECISION[cfg.outliers.on_outlier])
+        lab, oos_acc = empty_findings(), 0.0
+        if cfg.label_issues.enabled and pixels is not None and len(rest):
+            lab, oos_acc = label_issue_findings(rest, pixels, list(classes), cfg.label_issues,
+                                                POLICY_DECISION[cfg.label_issues.on_issue])
     checks = pd.concat([f for f in (dup, outl, lab) if len(f)], ignore_index=True) if any(
         len(f) for f in (dup, outl, lab)) else empty_findings()
 

@@ -81,9 +81,12 @@ def draw_sheets(review: pd.DataFrame, pixels: np.ndarray | None, index: dict, la
         "exact_duplicates": ("Top exact-duplicate groups (label, decision)", groups_rows("exact_duplicate")),
     }
     lab = review[review["check"] == "label_issue"].sort_values(["score", ITEM_ID], kind="stable").head(TOP)
-    sheets["label_issues"] = ("Top suspected label errors (given -> suggested, p(given))", band(
-        [(pix(i), f"{labels.get(i, '?')}->{s}\n{sc:.3f}") for i, s, sc in
-         lab[[ITEM_ID, "suggested_label", "score"]].itertuples(index=False) if pix(i) is not None]))
+    # The top of a self-confidence ranking has p(given) near 0: print it in e-notation (at 3 decimals
+    # every caption read 0.000) beside p(suggested).
+    sheets["label_issues"] = ("Top suspected label errors (given -> suggested; p(given) / p(suggested))", band(
+        [(pix(i), f"{labels.get(i, '?')}->{s}\n{sc:.1e}/{ss:.2f}") for i, s, sc, ss in
+         lab[[ITEM_ID, "suggested_label", "score", "suggested_score"]].itertuples(index=False)
+         if pix(i) is not None]))
     out = review[review["check"].isin(["dark", "overexposed", "near_constant", "blurry", "odd_size", "odd_aspect"])]
     out = out.head(TOP)
     sheets["outliers"] = ("Outliers (check, measured value)", band(

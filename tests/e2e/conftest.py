@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -100,13 +102,64 @@ def copy_clone(src: Clone, root: Path) -> Clone:
     return clone
 
 
+def _shared_dir(config) -> Path:
+    """A folder shared by every pytest-xdist worker of this run, and by no other run: under xdist
+    each worker's basetemp is <run>/popen-gwN; without xdist the session's own basetemp serves."""
+    base = config._tmp_path_factory.getbasetemp()  # the tmp_path_factory fixture's own object
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _build_reproduced(shared: Path) -> None:
+    """Reproduce the default pipeline once into ``shared`` (first caller builds, under a file lock;
+    later callers, in this or another worker, find it built)."""
+    from filelock import FileLock
+
+    record = shared / "repro-once" / "first.json"
+    with FileLock(str(shared / "repro-once.lock")):
+        if not record.exists():
+            clone = make_clone(shared / "repro-once" / "project")
+            proc = clone.dvc("repro")
+            first = {"output": proc.stdout + proc.stderr, "lock": (clone.root / "dvc.lock").read_text()}
+            record.write_text(json.dumps(first))
+
+
+class _Background:
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+
+
+def pytest_collection_finish(session) -> None:
+    """Start building the reproduced project as soon as the tests that need it are collected, in a
+    background thread: the ~1 min `dvc repro` then overlaps the unit tests instead of stalling the
+    first e2e test (and, under xdist, every worker that waits for it)."""
+    if _Background.thread is not None or not any("reproduced_once" in getattr(item, "fixturenames", ())
+                                                  for item in session.items):
+        return
+    shared = _shared_dir(session.config)
+
+    def build() -> None:
+        try:
+            _build_reproduced(shared)
+        except BaseException as exc:  # re-raised by the fixture, in the test that needs it
+            _Background.error = exc
+
+    _Background.thread = threading.Thread(target=build, name="reproduced-once", daemon=True)
+    _Background.thread.start()
+
+
 @pytest.fixture(scope="session")
-def reproduced_once(tmp_path_factory) -> Clone:
-    """The default pipeline reproduced once per session; never change it: take a ``copy_clone``."""
-    clone = make_clone(tmp_path_factory.mktemp("repro-once") / "project")
-    proc = clone.dvc("repro")
-    clone.first_output = proc.stdout + proc.stderr
-    clone.first_lock = (clone.root / "dvc.lock").read_text()
+def reproduced_once(pytestconfig) -> Clone:
+    """The default pipeline reproduced once per test run, shared by every pytest-xdist worker;
+    never change it: take a ``copy_clone``."""
+    shared = _shared_dir(pytestconfig)
+    if _Background.thread is not None:
+        _Background.thread.join()
+        if _Background.error is not None:
+            raise _Background.error
+    _build_reproduced(shared)  # a no-op when built; builds here if the background build never ran
+    first = json.loads((shared / "repro-once" / "first.json").read_text())
+    clone = Clone(shared / "repro-once" / "project")
+    clone.first_output, clone.first_lock = first["output"], first["lock"]
     return clone
 
 

@@ -42,22 +42,6 @@ def test_lock_records_params_per_key_and_metrics_are_uncached(reproduced):
             assert props == {"cache": False}
 
 
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        ({"train.lr": 0.04}, ["train", "evaluate"]),
-        ({"augment.rotate_degrees": 8.0}, ["augment", "train", "evaluate"]),
-        ({"preprocess.size": [28, 28]}, ["preprocess", "validate", "card", "augment", "train", "evaluate"]),
-    ],
-    ids=["train", "augment", "preprocess"],
-)
-def test_a_param_change_reruns_exactly_the_dependent_stages(reproduced, change, expected):
-    # Each repro leaves the lock matching the workspace, so the cases do not interfere.
-    reproduced.set_params(change)
-    proc = reproduced.dvc("repro")
-    assert sorted(ran_stages(proc.stdout + proc.stderr)) == sorted(expected)
-
-
 def test_plots_render_offline_with_the_confusion_template(reproduced):
     plots = json.loads(reproduced.dvc("plots", "show", "--json").stdout)["data"]
     assert set(plots) >= {"Confusion matrix (test split)", "Training curves", "Accuracy", "Learning rate"}
@@ -66,21 +50,6 @@ def test_plots_render_offline_with_the_confusion_template(reproduced):
     assert "reports/validate/sheets/near_duplicates.png" in plots
     confusion = plots["Confusion matrix (test split)"][0]["content"]
     assert confusion["data"]["values"][0].keys() >= {"actual", "predicted"}
-
-
-def test_exp_run_is_listed_with_params_and_metrics(reproduced):
-    reproduced.commit("after repro")
-    reproduced.dvc("exp", "run", "-n", "two-epochs", "-S", "train.epochs=2")
-    shown = json.loads(reproduced.dvc("exp", "show", "--json").stdout)
-    exps = [
-        e for row in shown for e in (row.get("experiments") or []) for e in e.get("revs", [])
-        if e.get("name") == "two-epochs"
-    ]
-    assert exps, shown
-    data = exps[0]["data"]
-    assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 2
-    eval_metrics = data["metrics"]["metrics/eval.json"]["data"]
-    assert set(eval_metrics) >= {"accuracy", "precision_macro", "recall_macro", "f1_macro"}
 
 
 def test_outputs_are_byte_identical_across_clean_runs(reproduced, tmp_path):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import make_clone, ran_stages
+from conftest import copy_clone, make_clone, ran_stages
 
 pytestmark = pytest.mark.e2e
 
@@ -86,8 +86,8 @@ def test_unknown_source_fails_with_one_clear_line(tmp_path):
     assert not (clone.root / "data" / "raw").exists()
 
 
-def test_label_file_problems_are_reported_not_crashed(tmp_path):
-    clone = make_clone(tmp_path / "project")
+def test_label_file_problems_are_reported_not_crashed(reproduced_once, tmp_path):
+    clone = copy_clone(reproduced_once, tmp_path / "project")
     labels = clone.root / "annotations" / "labels.csv"
     rows = ["file,label"] + [f"images/digit_{i:04d}.png,{i % 10}" for i in range(1797)]
     rows[5] = "images/digit_0004.png,banana"  # an unknown class

@@ -1,6 +1,6 @@
 """Versions across machines, end to end: real dvc, real git remotes, real S3 (moto) on 127.0.0.1.
 
-One project is reproduced once (module fixture, SHRINK'ed params) and pushed to a bare git
+One project, a copy of the session's reproduced one (SHRINK'ed params), is pushed to a bare git
 repository; every other folder (a teammate's clone, a fresh clone, a consumer project) is
 derived from it. HOME points into the test's temporary folder, so the default remote
 (``~/dvc-storage/imgpipe`` in ``.dvc/config``) lands there too. The tests run in file order and
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Clone, env, make_clone, ran_stages
+from conftest import Clone, copy_clone, env, ran_stages
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sources"))  # servers.MotoS3Server
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 OUTPUT_DIRS = ("data", "models", "metrics")
 EXP = "other-split"
-EXP_SET = ("-S", "validate.seed=7")  # another split: a new dataset, so a new model too
+EXP_SET = ("-S", "train.lr=0.3")  # a new model and new metrics; the dataset stays
 RESTORED = "is cached - skipping run"
 
 
@@ -79,16 +79,15 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory):
+def team(reproduced_once, tmp_path_factory):
     base = tmp_path_factory.mktemp("versions")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(base / "home"))  # the default remote ~/dvc-storage/imgpipe lands here
         (base / "home").mkdir()
         origin = base / "origin.git"
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
-        project = make_clone(base / "project")
+        project = copy_clone(reproduced_once, base / "project")
         project.git("remote", "add", "origin", str(origin))
-        project.dvc("repro")
         project.commit("v1")
         register(project, "model@v1.0.0", "dataset@v1.0.0")
         project.git("push", "-q", "origin", "main", "--tags")
@@ -101,7 +100,8 @@ def test_an_experiment_shared_before_anything_was_pushed_applies_on_a_teammates_
     project.dvc("exp", "run", "-n", EXP, *EXP_SET)
     team.exp = snapshot(project.root)
     assert team.exp["models/model.pt"] != team.v1["models/model.pt"]
-    assert team.exp["data/validated/dataset.parquet"] != team.v1["data/validated/dataset.parquet"]
+    assert team.exp["metrics/eval.json"] != team.v1["metrics/eval.json"]
+    assert team.exp["data/validated/dataset.parquet"] == team.v1["data/validated/dataset.parquet"]
     project.git("checkout", "--", ".")  # back to v1 in the workspace; the experiment stays a ref
     project.dvc("checkout", "--force")
     assert snapshot(project.root) == team.v1
@@ -121,16 +121,16 @@ def test_the_run_cache_restores_stages_instead_of_running_them(team):
     other = git_clone(team.origin, team.base / "runner")
     other.dvc("pull")
     other.run(sys.executable, "-m", "imgpipe.runcache", "pull")
-    other.set_params({"validate.seed": 7})
+    other.set_params({"train.lr": 0.3})
     proc = other.dvc("repro")
     out = proc.stdout + proc.stderr
     assert ran_stages(out) == []
-    assert out.count(RESTORED) == 5  # validate, card, augment, train, evaluate
+    assert out.count(RESTORED) == 2  # train and evaluate
     assert snapshot(other.root) == team.exp
     other.git("checkout", "--", "params.yaml")  # the change reverted
     proc = other.dvc("repro")
     out = proc.stdout + proc.stderr
-    assert ran_stages(out) == [] and out.count(RESTORED) == 5
+    assert ran_stages(out) == [] and out.count(RESTORED) == 2
     assert snapshot(other.root) == team.v1
 
 
@@ -145,8 +145,11 @@ def test_round_trip_through_the_default_remote_is_byte_identical(team):
 def test_pinned_versions_come_back_from_another_folder(team):
     project = team.project
     project.dvc("exp", "apply", EXP)  # promote the experiment to v2
-    project.commit("v2: the other split")
-    register(project, "model@v2.0.0", "dataset@v2.0.0")
+    project.commit("v2: another learning rate")
+    # The README's two ways to register a version: GTO's command for the model, a git tag for the data.
+    project.run("gto", "register", "model", "--version", "v2.0.0")
+    register(project, "dataset@v2.0.0")
+    assert re.search(r"model\s*│\s*v2\.0\.0", project.run("gto", "show").stdout)
     project.dvc("push")
     project.git("push", "-q", "origin", "main", "--tags")
     team.v2 = snapshot(project.root)
@@ -160,6 +163,8 @@ def test_pinned_versions_come_back_from_another_folder(team):
     consumer.dvc("artifacts", "get", repo, "dataset", "--rev", "v1.0.0", "-o", "dataset-v1")
     got = {p.name: sha(p) for p in (consumer.root / "dataset-v1").iterdir()}
     assert got == {Path(k).name: v for k, v in team.v1.items() if k.startswith("data/validated/")}
+    consumer.dvc("get", repo, "models/model.pt", "--rev", "model@v2.0.0", "-o", "model-v2.pt")
+    assert sha(consumer.root / "model-v2.pt") == team.v2["models/model.pt"] != team.v1["models/model.pt"]
     consumer.dvc("get", repo, "data/card/card.json", "--rev", "dataset@v2.0.0", "-o", "card-v2.json")
     assert sha(consumer.root / "card-v2.json") == team.v2["data/card/card.json"]
 

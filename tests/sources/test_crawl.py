@@ -175,8 +175,13 @@ def test_a_rerun_with_other_concurrency_and_shards_gives_the_same_bytes(site):
     assert tree_bytes(raw) == tree_bytes(site["raw"])
 
 
-def test_dask_on_two_local_workers_gives_the_same_bytes(site):
+def test_dask_on_two_local_workers_gives_the_same_bytes(site, monkeypatch):
     distributed = pytest.importorskip("distributed")
+    # Starting a cluster sets OMP/MKL/OPENBLAS_NUM_THREADS=1 in this process for good; let
+    # monkeypatch put them back so later tests (and the stages they start) see the usual threads.
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.setenv(name, "recorded")  # records the value before (or its absence) for teardown
+        monkeypatch.delenv(name)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         raw = run_crawl(str(site["list"]), site["tmp"] / "dask", extra_columns=["key"], shard_size=600,

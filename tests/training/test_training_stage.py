@@ -1,6 +1,8 @@
 """The train stage as a process: kill-and-resume gives the same weights, Ctrl-C is one line and
 keeps the checkpoint and the previous metrics, logs one line per epoch without a terminal, stale
-checkpoints are discarded, and a 2-process torchrun visits every sample once per epoch."""
+checkpoints (params or data changed) are discarded, early stopping ends on the best epoch,
+pretrained weights come from a URL pinned by sha256, and a 2-process torchrun visits every sample
+once per epoch."""
 
 from __future__ import annotations
 
@@ -11,11 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 import yaml
 from trainkit import write_augmented
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "sources"))
+from servers import LoopbackHTTPServer  # noqa: E402
 
 TRAIN = {"model": "airbench", "width": 8, "epochs": 4, "batch_size": 16, "lr": 0.2, "threads": 1, "seed": 3}
 
@@ -66,7 +72,14 @@ def test_kill_and_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path)
         assert (ws_a / "metrics/train" / rel).read_text() == (ws_b / "metrics/train" / rel).read_text()
 
 
-def test_ctrl_c_is_one_line_and_keeps_checkpoint_and_previous_metrics(tmp_path):
+def set_train(ws: Path, **train) -> None:
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["train"].update(train)
+    (ws / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.mark.parametrize("change", ["params", "data"])
+def test_ctrl_c_is_one_line_and_keeps_checkpoint_and_previous_metrics(tmp_path, change):
     ws = workspace(tmp_path, epochs=3)
     previous = ws / "metrics" / "train" / "metrics.json"
     previous.parent.mkdir(parents=True)
@@ -78,14 +91,67 @@ def test_ctrl_c_is_one_line_and_keeps_checkpoint_and_previous_metrics(tmp_path):
     assert last.startswith("train failed: interrupted; 1/3 epochs are saved in") and "resume" in last
     assert previous.read_text() == '{"previous": true}\n'
     assert len(list((ws / ".cache" / "train").glob("resume-*.pt"))) == 1
-    # A params change makes that checkpoint stale: it is discarded, not resumed.
-    params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["train"]["lr"] = 0.1
-    (ws / "params.yaml").write_text(yaml.safe_dump(params))
+    # A params change, or new data from the augment stage (same shapes, one label moved), makes
+    # that checkpoint stale: it is discarded, not resumed.
+    if change == "params":
+        set_train(ws, lr=0.1)
+    else:
+        labels = ws / "data" / "augmented" / "train_y.npy"
+        y = np.load(labels)
+        y[0] = (y[0] + 1) % 3
+        np.save(labels, y)
     rerun = run_stage(ws)
     assert rerun.returncode == 0, rerun.stderr
     assert "discarded the checkpoint" in rerun.stderr and "resuming" not in rerun.stderr
     assert json.loads(previous.read_text())["step"] == 2
+    assert not list((ws / ".cache" / "train").glob("resume-*.pt"))
+
+
+def test_early_stopping_ends_on_the_best_epoch_and_says_so(tmp_path):
+    # lr so small that the val accuracy never improves after epoch 1: patience 1 stops after epoch 2.
+    ws = workspace(tmp_path, epochs=6, lr=1e-9, early_stopping_patience=1, ema=False)
+    out = run_stage(ws)
+    assert out.returncode == 0, out.stderr
+    assert [line.split()[2] for line in out.stderr.splitlines() if line.startswith("train: epoch")] == \
+        ["1/6", "2/6"]
+    metrics = json.loads((ws / "metrics/train/metrics.json").read_text())
+    assert metrics["step"] == 1  # two DVCLive steps were logged
+    assert "best_epoch" in out.stderr and "epochs" in out.stderr
+
+
+def _resnet18_weights(path: Path) -> dict:
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    state = resnet18(num_classes=10).state_dict()
+    torch.save(state, path)
+    return state
+
+
+def test_pretrained_weights_from_a_url_pinned_by_sha256(tmp_path):
+    import hashlib
+
+    weights_file = tmp_path / "resnet18-test.pth"
+    served = _resnet18_weights(weights_file)
+    body = weights_file.read_bytes()
+    with LoopbackHTTPServer() as server:
+        url = server.add("/weights/resnet18-test.pth", body)
+        ws = workspace(tmp_path, model="resnet18", epochs=1, lr=0.01, label_smoothing=0.0, bias_lr_scale=1.0,
+                       freeze_backbone=True, pretrained=url, pretrained_sha256="0" * 64)
+        (ws / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load((ws / "params.yaml").read_text()),
+                                                        "download": {"cache_dir": str(tmp_path / "dl")}}))
+        wrong = run_stage(ws)
+        assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+        assert "sha256" in wrong.stderr.strip().splitlines()[-1] and url in wrong.stderr
+        assert not (ws / "models" / "model.pt").exists()
+        set_train(ws, pretrained_sha256=hashlib.sha256(body).hexdigest())
+        done = run_stage(ws)
+        assert done.returncode == 0, done.stderr
+    trained = weights(ws)
+    # The backbone was frozen: its convolutions are the served weights, untouched by training.
+    for key in ("conv1.weight", "layer4.1.conv2.weight"):
+        assert torch.equal(trained[f"1.backbone.{key}"], served[key])
+    assert trained["1.backbone.fc.weight"].shape[0] == 3  # a new 3-class head
 
 
 def test_two_process_torchrun_visits_every_sample_once_and_matches_one_process(tmp_path):

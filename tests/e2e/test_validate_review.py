@@ -9,16 +9,15 @@ import sys
 
 import pandas as pd
 import pytest
-from e2e.conftest import make_clone, ran_stages
+
+from conftest import copy_clone, ran_stages
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory):
-    c = make_clone(tmp_path_factory.mktemp("clean") / "project")
-    c.dvc("repro", "validate")
-    return c
+def clone(reproduced_once, tmp_path_factory):
+    return copy_clone(reproduced_once, tmp_path_factory.mktemp("clean") / "project")
 
 
 def test_editing_the_suite_marks_validate_changed(clone):
