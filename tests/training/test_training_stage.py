@@ -35,10 +35,19 @@ def workspace(tmp_path: Path, **train) -> Path:
     return ws
 
 
-def run_stage(ws: Path, env: dict | None = None, module: str = "stages.train") -> subprocess.CompletedProcess:
+# A shell that starts a job in the background (`cmd &` without job control, as CI runners and
+# `nohup` do) hands it SIGINT ignored, and Python then never raises KeyboardInterrupt. A person's
+# Ctrl-C reaches a foreground process, so the Ctrl-C test puts SIGINT's Python handler back.
+WITH_SIGINT = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+               "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+
+
+def run_stage(ws: Path, env: dict | None = None, module: str = "stages.train",
+              sigint: bool = False) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module], cwd=ws, env=full_env, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    argv = [sys.executable, "-c", WITH_SIGINT.format(module=module)] if sigint else [sys.executable, "-m", module]
+    return subprocess.run(argv, cwd=ws, env=full_env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
 
 
 def weights(ws: Path) -> dict:
@@ -84,7 +93,8 @@ def test_ctrl_c_is_one_line_and_keeps_checkpoint_and_previous_metrics(tmp_path, 
     previous = ws / "metrics" / "train" / "metrics.json"
     previous.parent.mkdir(parents=True)
     previous.write_text('{"previous": true}\n')
-    out = run_stage(ws, {"IMGPIPE_TRAIN_KILL_AFTER_EPOCH": "1", "IMGPIPE_TRAIN_KILL_SIGNAL": "SIGINT"})
+    out = run_stage(ws, {"IMGPIPE_TRAIN_KILL_AFTER_EPOCH": "1", "IMGPIPE_TRAIN_KILL_SIGNAL": "SIGINT"},
+                    sigint=True)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     last = out.stderr.strip().splitlines()[-1]
