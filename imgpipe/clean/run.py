@@ -34,7 +34,7 @@ from imgpipe.errors import ValidationFailed
 from imgpipe.params.validate import ValidateParams
 from imgpipe.split import assign_splits, leaking_groups
 
-# BLAS/OpenMP threads of the cleaning checks: fixed, so their bytes do not depend on the machine.
+# BLAS/OpenMP threads of the cleaning checks: fixed, so their bytes do not depend on the core count.
 CHECK_THREADS = 2
 
 LABEL_COLUMNS = frozenset({"label", "label_index"})
@@ -318,8 +318,8 @@ def validate(
         pixels = load_pixels(rest)
     # BLAS and OpenMP split their sums by thread count, and the k-means features, the ridge fit and
     # the LSH projections then differ in their last bits (on digits, 7 suspects at 2 threads, 8 at
-    # 1). A fixed count makes the findings the same on any machine and under any
-    # OMP_NUM_THREADS (Dask, for one, sets it to 1 in the process that starts a cluster).
+    # 1). A fixed count makes the findings the same whatever the core count and OMP_NUM_THREADS
+    # (Dask, for one, sets it to 1 in the process that starts a cluster).
     with threadpool_limits(limits=CHECK_THREADS):
         dup, groups, dup_counts = duplicate_findings(rest, pixels, cfg)
         outl = outlier_findings(rest, cfg.outliers, POLICY_DECISION[cfg.outliers.on_outlier])
