@@ -28,30 +28,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
+from _project import PROJECT as ROOT
+from _project import copy_project, set_params
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "clean"))  # planted.py: the copies the tests plant
-
-
-def project_copy(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           check=True, capture_output=True, text=True).stdout.split()
-    for rel in files:
-        if rel.startswith(("data/", "models/", "metrics/", "dvc.lock")) or not (ROOT / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dest / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-
-
-def set_params(dest: Path, updates: dict) -> None:
-    data = yaml.safe_load((dest / "params.yaml").read_text())
-    for dotted, value in updates.items():
-        section, key = dotted.split(".", 1)
-        data[section][key] = value
-    (dest / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
@@ -95,7 +76,8 @@ def main() -> None:
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
-    project_copy(args.workdir)
+    copy_project(args.workdir)
+    subprocess.run(["git", "init", "-q"], cwd=args.workdir, check=True)
     if args.data.exists():
         set_params(args.workdir, {"download.source": str(args.data.resolve())})
         source = str(args.data)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,33 +21,21 @@ import tempfile
 import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+from _project import bench_env, copy_project
+
 STAGES = ["download", "preprocess", "labels", "validate", "card", "augment", "train", "evaluate"]
-
-
-def env() -> dict:
-    e = dict(os.environ, DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="false", TQDM_DISABLE="1",
-             GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
-             GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid")
-    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e["PATH"]
-    return e
 
 
 def sh(cwd: Path, *args: str) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=cwd, env=bench_env(), capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return time.perf_counter() - started
 
 
 def clone(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=PROJECT, check=True, capture_output=True).stdout.decode().split("\0")
-    for rel in files:
-        if rel and not rel.startswith(("data/", "models/", "metrics/", "dvc.lock")) and (PROJECT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT / rel, dest / rel)
+    copy_project(dest)
     sh(dest, "git", "init", "-q", "-b", "main")
     sh(dest, "git", "add", "-A")
     sh(dest, "git", "commit", "-qm", "bench")

@@ -29,9 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT / "tests" / "sources"))
+from _project import PROJECT, bench_env, copy_project, set_params
 
+sys.path.insert(0, str(PROJECT / "tests" / "sources"))
 from servers import MotoS3Server  # noqa: E402
 
 DEFAULT_ARCHIVE = PROJECT.parent / "shared" / "data" / "cifar10-train.tar.gz"
@@ -39,17 +39,9 @@ DVC = [sys.executable, "-m", "dvc"]
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def env(home: Path) -> dict:
-    e = dict(os.environ, DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="false", TQDM_DISABLE="1",
-             GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
-             GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid", HOME=str(home), **CREDS)
-    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e["PATH"]
-    return e
-
-
 class Runner:
     def __init__(self, home: Path) -> None:
-        self.env = env(home)
+        self.env = bench_env(HOME=str(home), **CREDS)
 
     def run(self, cwd: Path, *args: str) -> tuple[float, str]:
         started = time.perf_counter()
@@ -60,28 +52,6 @@ class Runner:
 
     def dvc(self, cwd: Path, *args: str) -> tuple[float, str]:
         return self.run(cwd, *DVC, *args)
-
-
-def copy_project(dest: Path, r: Runner) -> Path:
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=PROJECT, check=True, capture_output=True).stdout.decode().split("\0")
-    for rel in files:
-        if rel and not rel.startswith(("data/", "models/", "metrics/", "dvc.lock")) and (PROJECT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT / rel, dest / rel)
-    r.run(dest, "git", "init", "-q", "-b", "main")
-    return dest
-
-
-def set_params(root: Path, updates: dict) -> None:
-    import yaml
-
-    path = root / "params.yaml"
-    data = yaml.safe_load(path.read_text())
-    for dotted, value in updates.items():
-        section, key = dotted.split(".", 1)
-        data[section][key] = value
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def commit(r: Runner, root: Path, message: str) -> None:
@@ -137,7 +107,8 @@ def main() -> None:
                 client.create_bucket(Bucket=bucket)
 
             # -- the pipeline's own layout ------------------------------------------------------------
-            project = copy_project(root / "project", r)
+            project = copy_project(root / "project")
+            r.run(project, "git", "init", "-q", "-b", "main")
             set_params(project, {"download.source": str(archive), "download.sha256": sha256_file(archive),
                                  "train.epochs": 1, "augment.copies": 0})
             use_s3(r, project, "packed", moto.endpoint_url)

@@ -28,43 +28,24 @@ import tempfile
 import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+from _project import PROJECT, bench_env, copy_project, set_params
+
 ARCHIVE = next((p for p in [Path(os.environ.get("IMGPIPE_CIFAR_ARCHIVE", "/nonexistent")),
                              *(base / "shared" / "data" / "cifar10-train.tar.gz" for base in PROJECT.parents)]
                 if p.exists()), PROJECT.parent / "shared" / "data" / "cifar10-train.tar.gz")
 ARCHIVE_SHA256 = "ea6149e4f78ff32b36d472de8848d320f55fec932fa77fd96e6173ca6d9b65b2"
 
 
-def env() -> dict:
-    e = dict(os.environ, DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="false", TQDM_DISABLE="1",
-             GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
-             GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid")
-    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e["PATH"]
-    e["PYTHONPATH"] = ""
-    return e
-
-
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=cwd, env=bench_env(PYTHONPATH=""), capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 
 def clone(dest: Path, overrides: dict) -> Path:
-    import yaml
-
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=PROJECT, check=True, capture_output=True).stdout.decode().split("\0")
-    for rel in files:
-        if rel and not rel.startswith(("data/", "models/", "metrics/", "dvc.lock")) and (PROJECT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT / rel, dest / rel)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    for key, value in overrides.items():
-        section, name = key.split(".")
-        params[section][name] = value
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    copy_project(dest)
+    set_params(dest, overrides)
     run(dest, "git", "init", "-q", "-b", "main")
     run(dest, "git", "add", "-A")
     run(dest, "git", "commit", "-qm", "bench")

@@ -81,9 +81,9 @@ def test_kill_and_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path)
         assert (ws_a / "metrics/train" / rel).read_text() == (ws_b / "metrics/train" / rel).read_text()
 
 
-def set_train(ws: Path, **train) -> None:
+def set_params(ws: Path, section: str, **values) -> None:
     params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["train"].update(train)
+    params.setdefault(section, {}).update(values)
     (ws / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -104,7 +104,7 @@ def test_ctrl_c_is_one_line_and_keeps_checkpoint_and_previous_metrics(tmp_path, 
     # A params change, or new data from the augment stage (same shapes, one label moved), makes
     # that checkpoint stale: it is discarded, not resumed.
     if change == "params":
-        set_train(ws, lr=0.1)
+        set_params(ws, "train", lr=0.1)
     else:
         labels = ws / "data" / "augmented" / "train_y.npy"
         y = np.load(labels)
@@ -126,7 +126,8 @@ def test_early_stopping_ends_on_the_best_epoch_and_says_so(tmp_path):
         ["1/6", "2/6"]
     metrics = json.loads((ws / "metrics/train/metrics.json").read_text())
     assert metrics["step"] == 1  # two DVCLive steps were logged
-    assert "best_epoch" in out.stderr and "epochs" in out.stderr
+    summary = out.stderr.splitlines()
+    assert "  best_epoch: 1" in summary and "  epochs: 2" in summary
 
 
 def _resnet18_weights(path: Path) -> dict:
@@ -148,13 +149,12 @@ def test_pretrained_weights_from_a_url_pinned_by_sha256(tmp_path):
         url = server.add("/weights/resnet18-test.pth", body)
         ws = workspace(tmp_path, model="resnet18", epochs=1, lr=0.01, label_smoothing=0.0, bias_lr_scale=1.0,
                        freeze_backbone=True, pretrained=url, pretrained_sha256="0" * 64)
-        (ws / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load((ws / "params.yaml").read_text()),
-                                                        "download": {"cache_dir": str(tmp_path / "dl")}}))
+        set_params(ws, "download", cache_dir=str(tmp_path / "dl"))
         wrong = run_stage(ws)
         assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
         assert "sha256" in wrong.stderr.strip().splitlines()[-1] and url in wrong.stderr
         assert not (ws / "models" / "model.pt").exists()
-        set_train(ws, pretrained_sha256=hashlib.sha256(body).hexdigest())
+        set_params(ws, "train", pretrained_sha256=hashlib.sha256(body).hexdigest())
         done = run_stage(ws)
         assert done.returncode == 0, done.stderr
     trained = weights(ws)
