@@ -69,10 +69,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_clean_out"))
     args = ap.parse_args()
     from imgpipe import contracts as c
-    from imgpipe.clean.duplicates import brute_force_pairs, near_duplicate_pairs
-    from imgpipe.clean.label_issues import label_issue_findings
     from imgpipe.params.validate import LabelIssueParams
     from imgpipe.preprocess.shards import gather
+    from imgpipe.validate.duplicates import brute_force_pairs, near_duplicate_pairs
+    from imgpipe.validate.label_issues import label_issue_findings
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)

@@ -3,7 +3,7 @@
     flock /work/coord/cpu.lock python benchmarks/bench_crawl.py [--images 10000] [--latency-ms 20]
         [--latency-images 1000] [--loose 60000] [--skip-dask] [--json out.json]
 
-1. A separate server process (tests/sources/crawl_server.py) serves ``--images`` small generated
+1. A separate server process (tests/download/crawl_server.py) serves ``--images`` small generated
    PNGs on 127.0.0.1. In the same run it times
    - a sequential ``requests`` loop (one Session, ``get`` + ``.content`` per URL: the reference);
    - the download stage's crawl (``acquire`` on a CSV list: fetch, checks, resumable state,
@@ -39,7 +39,7 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 from imgpipe.params.download import CrawlParams, DownloadParams
-from imgpipe.sources.acquire import acquire
+from imgpipe.download.acquire import acquire
 import requests, pandas, pyarrow, tqdm  # noqa: F401  (imports are not what is measured)
 
 listing, work, crawl = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
@@ -156,10 +156,10 @@ def bench_loose(n: int, tmp: Path) -> dict:
     """N small loose files (1-3 KiB, like CIFAR JPEGs) in 10 class folders: old vs new download."""
     import random
 
+    from imgpipe.download.acquire import acquire
+    from imgpipe.download.extract import Budget, copy_tree, single_top_folder
     from imgpipe.params.download import DownloadParams
     from imgpipe.rawdata import FILES_DIR, pack_images
-    from imgpipe.sources.acquire import acquire
-    from imgpipe.sources.extract import Budget, copy_tree, single_top_folder
 
     src = tmp / "loose" / "dataset"
     rng = random.Random(0)
@@ -192,7 +192,7 @@ def bench_loose(n: int, tmp: Path) -> dict:
     # The same files as a .tar.gz: extract every member to staging then pack, vs. straight to packs.
     import tarfile
 
-    from imgpipe.sources.extract import extract_archive
+    from imgpipe.download.extract import extract_archive
 
     archive = tmp / "loose.tar.gz"
     with tarfile.open(archive, "w:gz", compresslevel=1) as tar:

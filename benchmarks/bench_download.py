@@ -36,8 +36,8 @@ MiB = 1 << 20
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from imgpipe.sources.extract import Budget, extract_archive
-from imgpipe.sources.fetch import fetch_verified
+from imgpipe.download.extract import Budget, extract_archive
+from imgpipe.download.fetch import fetch_verified
 from imgpipe.params.download import DownloadParams
 
 import requests, tqdm  # noqa: F401  (imported before timing: the transfer is measured, not imports)

@@ -76,7 +76,7 @@ def save_model(path: Path) -> None:
     import torch
 
     from imgpipe.inference import make_model
-    from imgpipe.training.checkpoint import model_checkpoint
+    from imgpipe.train.checkpoint import model_checkpoint
 
     torch.manual_seed(0)
     meta = {"classes": CLASSES, "channels": 3, "height": 32, "width": 32}

@@ -12,7 +12,7 @@ Throughput, all on the 10k JPEGs, in one run (best of ``--repeats``):
 - bare: ``Image.open(path).load()`` per file in one process: the decoder's own cost (ceiling of
   a single core);
 - naive: PIL open + ``torchvision.transforms.ToTensor`` per image into a Python list, one process;
-- ours: ``imgpipe.preprocess.run`` with ``workers: 0`` (all cores), in a fresh subprocess, end to
+- ours: ``imgpipe.preprocess.pipeline`` with ``workers: 0`` (all cores), in a fresh subprocess, end to
   end: listing, decode, hashes, statistics, shards, parquet. Reported also without the listing
   (``rawdata.list_items``, timed on its own), which is not part of this stage's code.
 
@@ -49,7 +49,7 @@ CHILD = r"""
 import json, sys, time
 from pathlib import Path
 from imgpipe.params.preprocess import PreprocessParams
-from imgpipe.preprocess.run import run
+from imgpipe.preprocess.pipeline import preprocess_images
 from imgpipe.rawdata import list_items
 import pandas, pyarrow.parquet, tqdm  # noqa: F401  (imports are not what is measured)
 
@@ -66,7 +66,7 @@ n_listed = len(list_items(raw)) if sys.argv[3] == "files" else 0
 listing_s = time.perf_counter() - t0
 base_rss = status_kib("VmRSS")
 t0 = time.perf_counter()
-summary = run(raw, out, PreprocessParams(workers=0), progress=False)
+summary = preprocess_images(raw, out, PreprocessParams(workers=0), progress=False)
 wall = time.perf_counter() - t0
 print(json.dumps({"wall_s": wall, "listing_s": listing_s, "summary": summary, "base_rss_kib": base_rss,
                   "main_peak_rss_kib": status_kib("VmHWM")}))
@@ -76,8 +76,8 @@ STAGE_SCRIPT = """\
 import sys
 from pathlib import Path
 from imgpipe.params.preprocess import PreprocessParams
-from imgpipe.preprocess.run import run
-run(Path("data/raw"), Path("data/preprocessed"), PreprocessParams(workers=0), progress=False)
+from imgpipe.preprocess.pipeline import preprocess_images
+preprocess_images(Path("data/raw"), Path("data/preprocessed"), PreprocessParams(workers=0), progress=False)
 """
 
 DVC_YAML = """\

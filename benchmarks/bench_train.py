@@ -104,8 +104,8 @@ def throughput(augmented: Path) -> None:
     from imgpipe.inference import make_model
     from imgpipe.params.base import load
     from imgpipe.params.train import TrainParams
-    from imgpipe.training import data as tdata
-    from imgpipe.training.loop import make_optimizer
+    from imgpipe.train import data as tdata
+    from imgpipe.train.loop import make_optimizer
 
     torch.set_num_threads(os.cpu_count() or 1)
     meta, norm = load_augmented_meta(augmented)

@@ -89,7 +89,7 @@ COPY = "copy"  # augmented copy number; 0 = the original image
 # What travels with every image from validate on (augmented rows, predictions, review rows), so
 # any later output joins back to the image.
 ITEM_COLUMNS = (ITEM_ID, SOURCE_PATH)
-# The one shape of every cleaning check's findings (imgpipe.clean.*) and of the review table.
+# The one shape of every cleaning check's findings (imgpipe.validate.*) and of the review table.
 # score: the check's measure (similarity, statistic, or for label issues the probability of the
 # given label); suggested_score: the probability of suggested_label (NaN when none).
 REVIEW_COLUMNS = (ITEM_ID, SOURCE_PATH, "check", "score", "decision", "group_id", "suggested_label",

@@ -76,7 +76,7 @@ def _from_folder(folder: Path, shown: str) -> list[Input]:
 
 
 def _from_archive(archive: Path, shown: str, scratch: Path) -> list[Input]:
-    from imgpipe.sources.extract import Budget, extract_archive
+    from imgpipe.download.extract import Budget, extract_archive
 
     dest = Path(tempfile.mkdtemp(dir=scratch))
     extract_archive(archive, dest, Budget(shown, EXTRACT_MAX_BYTES, EXTRACT_MAX_MEMBERS))
@@ -108,7 +108,7 @@ def _from_list(listing: Path, shown: str) -> list[Input]:
 
 def collect_inputs(paths: Sequence[str], scratch: Path) -> list[Input]:
     """Every image the PATH arguments name, in argument order, each folder sorted."""
-    from imgpipe.sources.extract import archive_type
+    from imgpipe.download.extract import archive_type
 
     inputs: list[Input] = []
     for shown in paths:

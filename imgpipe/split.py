@@ -2,7 +2,7 @@
 
 A split the source defines is kept. Seeds are drawn per (seed, split, class), so adding a class
 never reshuffles the others. Rows that share a duplicate group (exact or near duplicates, from
-:mod:`imgpipe.clean.duplicates`) are assigned as one unit: the group's first row is drawn, weighted by the
+:mod:`imgpipe.validate.duplicates`) are assigned as one unit: the group's first row is drawn, weighted by the
 group's size against each class's quota, and every member follows it, so a group never straddles
 train, val and test and the splits keep the class proportions (a group larger than a class's
 quota stays in train).
@@ -51,7 +51,7 @@ def assign_splits(df: pd.DataFrame, cfg: ValidateParams, groups: np.ndarray | No
 
     ``groups``: per row, the position of its group's first row (-1 = in no group). Only the first
     row of each group is drawn; the others take its split. Source-fixed splits are the caller's
-    job to keep consistent within a group (see ``imgpipe.clean.run``).
+    job to keep consistent within a group (see ``imgpipe.validate.validation``).
     """
     n = len(df)
     source = df[SOURCE_SPLIT].fillna("").to_numpy()

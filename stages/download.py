@@ -8,7 +8,7 @@ from imgpipe.stage import run_stage
 
 def main() -> None:
     def body() -> dict:
-        from imgpipe.sources.acquire import acquire
+        from imgpipe.download.acquire import acquire
 
         paths = load("paths", PathsParams)
         cfg = load("download", DownloadParams)

@@ -8,10 +8,10 @@ from imgpipe.stage import run_stage
 
 def main() -> None:
     def body() -> dict:
-        from imgpipe.evaluate.run import evaluate
+        from imgpipe.evaluate.evaluation import evaluate_model
 
         paths = load("paths", PathsParams)
-        return evaluate(paths.model, paths.augmented, load("evaluate", EvaluateParams))
+        return evaluate_model(paths.model, paths.augmented, load("evaluate", EvaluateParams))
 
     run_stage("evaluate", body)
 

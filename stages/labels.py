@@ -10,7 +10,7 @@ def main() -> None:
     def body() -> dict:
         from imgpipe.contracts import LABELS_METRICS
         from imgpipe.io import write_json
-        from imgpipe.labels.run import dvc_metrics, run
+        from imgpipe.labels.importer import dvc_metrics, import_labels
         from imgpipe.labels.source import is_url
 
         paths = load("paths", PathsParams)
@@ -21,7 +21,7 @@ def main() -> None:
             from imgpipe.params.download import DownloadParams
 
             download_cfg = load("download", DownloadParams)
-        summary = run(paths.raw, paths.labels, cfg, download_cfg)
+        summary = import_labels(paths.raw, paths.labels, cfg, download_cfg)
         write_json(LABELS_METRICS, dvc_metrics(summary.pop("metrics")))
         return summary
 

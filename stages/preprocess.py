@@ -11,11 +11,11 @@ def main() -> None:
     def body() -> dict:
         from imgpipe.contracts import PREPROCESS_METRICS
         from imgpipe.io import write_json
-        from imgpipe.preprocess.run import metrics, run
+        from imgpipe.preprocess.pipeline import metrics, preprocess_images
 
         paths = load("paths", PathsParams)
         cfg = load("preprocess", PreprocessParams)
-        summary = run(paths.raw, paths.preprocessed, cfg)
+        summary = preprocess_images(paths.raw, paths.preprocessed, cfg)
         write_json(PREPROCESS_METRICS, metrics(summary))
         return summary
 

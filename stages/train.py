@@ -18,7 +18,7 @@ from imgpipe.stage import run_stage
 def main() -> None:
     cfg = load_cfg()
     if cfg is not None and cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from imgpipe.training.distributed import torchrun_argv
+        from imgpipe.train.distributed import torchrun_argv
 
         sys.exit(subprocess.call(torchrun_argv(cfg.nproc, "stages.train")))
 
@@ -26,11 +26,11 @@ def main() -> None:
         import torch
 
         from imgpipe.io import atomic_file
-        from imgpipe.training.run import train
+        from imgpipe.train.trainer import train_model
 
         paths = load("paths", PathsParams)
         cfg = load("train", TrainParams)
-        checkpoint, final = train(paths, cfg, load("download", DownloadParams) if cfg.pretrained else None)
+        checkpoint, final = train_model(paths, cfg, load("download", DownloadParams) if cfg.pretrained else None)
         if checkpoint is None:  # a DDP rank other than 0
             return None
         with atomic_file(paths.model) as tmp:

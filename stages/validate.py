@@ -12,12 +12,12 @@ def main() -> None:
         import shutil
 
         from imgpipe import contracts as c
-        from imgpipe.clean.run import GateReport, validate
-        from imgpipe.clean.sheets import draw_sheets, write_report
-        from imgpipe.clean.suite import load_suite
         from imgpipe.errors import ValidationFailed
         from imgpipe.io import atomic_dir, write_json, write_parquet
         from imgpipe.preprocess.shards import gather, open_shard
+        from imgpipe.validate.sheets import draw_sheets, write_report
+        from imgpipe.validate.suite import load_suite
+        from imgpipe.validate.validation import GateReport, validate_dataset
 
         paths = load("paths", PathsParams)
         cfg = load("validate", ValidateParams)
@@ -37,7 +37,7 @@ def main() -> None:
         report = GateReport()
         failed_dir = c.VALIDATE_FAILED_DIR
         try:
-            result = validate(
+            result = validate_dataset(
                 manifest=manifest, labels=labels,
                 label_issues=c.read_table(paths.labels / c.LABEL_ISSUES_FILE, "labels"),
                 classes=classes,

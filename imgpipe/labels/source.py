@@ -39,10 +39,10 @@ def fetch_label_file(url: str, dest_dir: Path, download_cfg: DownloadParams | No
                      expected_sha256: str | None = None) -> Path:
     """Download ``url`` into ``dest_dir`` with the pipeline's fetcher (retries, S3 endpoint)."""
     try:
-        from imgpipe.sources.fetch import fetch_to_file
+        from imgpipe.download.fetch import fetch_to_file
     except ImportError:
         raise LabelError(f"{url}: labels.path is a URL, but this build has no URL fetcher "
-                         "(imgpipe.sources.fetch); download the file and give its local path") from None
+                         "(imgpipe.download.fetch); download the file and give its local path") from None
     name = PurePosixPath(url.split("?")[0].rstrip("/")).name or "labels"
     dest = dest_dir / name
     fetch_to_file(url, dest, download_cfg or DownloadParams(), expected_sha256=expected_sha256 or None)

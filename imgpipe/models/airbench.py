@@ -13,7 +13,7 @@ What is taken from where (Keller Jordan, "94% on CIFAR-10 in 3.29 seconds on a s
 
 The recipe around it (label smoothing 0.2, Nesterov SGD with a triangular schedule and a 64x
 learning rate on BN biases, lookahead-style weight averaging, on-the-batch flip and 2-pixel
-translation, flip test-time augmentation) lives in ``imgpipe.training`` and in ``params.yaml``.
+translation, flip test-time augmentation) lives in ``imgpipe.train`` and in ``params.yaml``.
 Changes here: a global max-pool instead of the fixed 3x3 pool so any image size >= 9 px works, and
 any channel count (greyscale gets a 2 * 1 * 4 = 8-filter whitening layer).
 """

@@ -1,5 +1,5 @@
 """Comparing experiments: `dvc exp run -S train.*` reruns train and evaluate only; the experiment
-is listed with its params and metrics; and the compact `dvc exp show` command the README gives
+is listed with its params and metrics; and the compact `dvc exp show` command docs/experiments.md gives
 names the varied params and `accuracy` within 120 columns, with no cell cut to "…"."""
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ WIDTH = 120
 
 
 def readme_command() -> list[str]:
-    """The compact comparison command, as the README's "Comparing experiments" section shows it."""
-    text = (PROJECT / "README.md").read_text()
-    section = text.split("## Comparing experiments", 1)[1].split("\n## ", 1)[0]
+    """The compact comparison command, as docs/experiments.md shows it."""
+    text = (PROJECT / "docs" / "experiments.md").read_text()
+    section = text.split("# Comparing experiments", 1)[1].split("\n## ", 1)[0]
     commands = [line.split("  #")[0].strip() for line in section.splitlines()
                 if line.startswith("dvc exp show --only-changed")]
-    assert commands, "the README shows no `dvc exp show --only-changed ...` command"
+    assert commands, "docs/experiments.md shows no `dvc exp show --only-changed ...` command"
     return shlex.split(commands[0])
 
 

@@ -27,7 +27,7 @@ def _imgpipe(clone, *args, check=True):
 
 
 def _write_digits(dest: Path) -> list[str]:
-    from imgpipe.sources.builtin import write_digits
+    from imgpipe.download.builtin import write_digits
 
     write_digits(dest)
     return sorted(p.relative_to(dest).as_posix() for p in (dest / "images").glob("*.png"))

@@ -17,7 +17,7 @@ def save_checkpoint(path: Path, classes=CLASSES, size: int = SIZE, channels: int
     import torch
 
     from imgpipe.inference import make_model
-    from imgpipe.training.checkpoint import model_checkpoint
+    from imgpipe.train.checkpoint import model_checkpoint
 
     torch.manual_seed(seed)
     meta = {"classes": list(classes), "channels": channels, "height": size, "width": size}

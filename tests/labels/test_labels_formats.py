@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imgpipe.labels.run import (
+from imgpipe.labels.importer import (
+    import_labels,
     read_csv_labels,
     read_imagefolder_labels,
     read_label_studio_csv,
     read_label_studio_json,
     read_label_studio_json_min,
-    run,
 )
 from imgpipe.labels.votes import VOTE_COLUMNS
 
@@ -108,14 +108,14 @@ def _check(out, summary, fmt):
 def test_each_format_imports_to_the_same_table(writer, given_format, folder_raw, tmp_path, cfg, ls):
     path, extra, fmt = writer(tmp_path, ls)
     params = cfg(path=str(path), format=fmt if given_format else "auto", **extra)
-    summary = run(folder_raw, tmp_path / "out", params)
+    summary = import_labels(folder_raw, tmp_path / "out", params)
     _check(tmp_path / "out", summary, fmt)
     assert summary["metrics"]["format_auto"] is not given_format
     assert summary["metrics"]["label_source"] == f"{fmt}:{path}"
 
 
 def test_imagefolder_from_folder_names(folder_raw, tmp_path, cfg):
-    summary = run(folder_raw, tmp_path / "out", cfg())
+    summary = import_labels(folder_raw, tmp_path / "out", cfg())
     _check(tmp_path / "out", summary, "imagefolder")
     assert summary["metrics"]["format_auto"] is True
     assert "folder" in summary["format"]
@@ -161,7 +161,7 @@ def cifar_raw(make_raw, arrays):
 
 
 def test_cifar_layout_labels(cifar_raw, tmp_path, cfg):
-    summary = run(cifar_raw, tmp_path / "out", cfg())
+    summary = import_labels(cifar_raw, tmp_path / "out", cfg())
     labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
     expected = [(f"cifar-10-batches-py/{name}#{i}", CIFAR_NAMES[lab], lab)
                 for name, labs in CIFAR_LABELS.items() for i, lab in enumerate(labs)]
@@ -174,7 +174,7 @@ def test_cifar_batch_given_as_label_file(cifar_raw, tmp_path, cfg, arrays):
     """A relabelled batch: its labels replace the source's; the other batches have none."""
     fixed = tmp_path / "data_batch_2"
     fixed.write_bytes(arrays.cifar_batch([7, 7], seed=1))
-    summary = run(cifar_raw, tmp_path / "out", cfg(path=str(fixed)))
+    summary = import_labels(cifar_raw, tmp_path / "out", cfg(path=str(fixed)))
     labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
     assert labels["item_id"].tolist() == ["cifar-10-batches-py/data_batch_2#0", "cifar-10-batches-py/data_batch_2#1"]
     assert labels["label"].tolist() == ["horse", "horse"]
@@ -198,7 +198,7 @@ def idx_raw(make_raw, arrays):
 
 
 def test_idx_layout_labels_keep_their_index(idx_raw, tmp_path, cfg):
-    summary = run(idx_raw, tmp_path / "out", cfg())
+    summary = import_labels(idx_raw, tmp_path / "out", cfg())
     labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
     expected = [(f"train-images-idx3-ubyte.gz#{i}", str(v), int(v)) for i, v in enumerate(IDX_TRAIN)]
     expected += [(f"t10k-images-idx3-ubyte.gz#{i}", str(v), int(v)) for i, v in enumerate(IDX_TEST)]
@@ -212,7 +212,7 @@ def test_idx_layout_labels_keep_their_index(idx_raw, tmp_path, cfg):
 def test_idx_label_file_given_as_path(idx_raw, tmp_path, cfg, arrays):
     fixed = tmp_path / "t10k-labels-idx1-ubyte.gz"
     fixed.write_bytes(arrays.idx_bytes(np.array([3, 3, 3], dtype=np.uint8)))
-    summary = run(idx_raw, tmp_path / "out", cfg(path=str(fixed), on_missing_label="drop"))
+    summary = import_labels(idx_raw, tmp_path / "out", cfg(path=str(fixed), on_missing_label="drop"))
     labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
     assert labels["item_id"].tolist() == [f"t10k-images-idx3-ubyte.gz#{i}" for i in range(3)]
     assert labels["label"].tolist() == ["3", "3", "3"] and labels["label_index"].tolist() == [3, 3, 3]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from imgpipe.errors import LabelError
-from imgpipe.labels.run import read_label_studio_json, run
+from imgpipe.labels.importer import import_labels, read_label_studio_json
 
 IMAGES = [f"images/img_{i}.png" for i in range(9)]
 
@@ -67,7 +67,7 @@ def write(kind: str, tmp_path, ls):
 @pytest.mark.parametrize("kind", ["json", "json-min", "csv"])
 def test_several_annotators_cancelled_tie_and_predictions(kind, raw, tmp_path, cfg, ls):
     path = write(kind, tmp_path, ls)
-    summary = run(raw, tmp_path / "out", cfg(path=str(path)))
+    summary = import_labels(raw, tmp_path / "out", cfg(path=str(path)))
     out = tmp_path / "out"
     labels = pd.read_parquet(out / "labels.parquet")
     assert labels[["item_id", "label", "annotators"]].values.tolist() == [
@@ -104,7 +104,7 @@ def test_several_annotators_cancelled_tie_and_predictions(kind, raw, tmp_path, c
 
 
 def test_predictions_are_described_in_json(raw, tmp_path, cfg, ls):
-    run(raw, tmp_path / "out", cfg(path=str(write("json", tmp_path, ls))))
+    import_labels(raw, tmp_path / "out", cfg(path=str(write("json", tmp_path, ls))))
     issues = pd.read_parquet(tmp_path / "out" / "issues.parquet")
     detail = issues.loc[issues["problem"] == "unreviewed", "detail"].item()
     assert "only predictions" in detail and "resnet18-v3" in detail and "cat" in detail
@@ -119,11 +119,11 @@ def test_votes_keep_cancelled_and_unreviewed_rows(tmp_path, ls):
 
 def test_policies_for_ties_and_unreviewed(raw, tmp_path, cfg, ls):
     path = str(write("json", tmp_path, ls))
-    run(raw, tmp_path / "a", cfg(path=path, on_conflict="drop", on_unreviewed="quarantine"))
+    import_labels(raw, tmp_path / "a", cfg(path=path, on_conflict="drop", on_unreviewed="quarantine"))
     issues = pd.read_parquet(tmp_path / "a" / "issues.parquet").set_index("problem")
     assert issues.loc["tie", "action"] == "drop" and issues.loc["unreviewed", "action"] == "quarantine"
     with pytest.raises(LabelError) as err:
-        run(raw, tmp_path / "b", cfg(path=path, on_unreviewed="fail"))
+        import_labels(raw, tmp_path / "b", cfg(path=path, on_unreviewed="fail"))
     assert str(err.value).startswith(f"{path}: 1 unreviewed (labels.on_unreviewed: fail), e.g. images/img_3.png")
     assert not (tmp_path / "b").exists()
 
@@ -141,7 +141,7 @@ def test_user_objects_and_custom_tag_names(raw, tmp_path, cfg, ls):
     path.write_text(json.dumps(tasks))
     votes = read_label_studio_json(path, image_keys=("image",))
     assert votes["annotator"].tolist() == ["user0@example.com", "user1@example.com"]
-    run(raw, tmp_path / "out", cfg(path=str(path)))
+    import_labels(raw, tmp_path / "out", cfg(path=str(path)))
     assert pd.read_parquet(tmp_path / "out" / "labels.parquet")["label"].tolist() == ["cat", "cat"]
 
 
@@ -151,4 +151,4 @@ def test_non_choices_project_is_refused(raw, tmp_path, cfg, ls):
     path = tmp_path / "boxes.json"
     path.write_text(json.dumps([task]))
     with pytest.raises(LabelError, match=r"boxes\.json: not a Choices \(classification\) project"):
-        run(raw, tmp_path / "out", cfg(path=str(path)))
+        import_labels(raw, tmp_path / "out", cfg(path=str(path)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imgpipe.labels.run import ItemMatcher, reference_parts
+from imgpipe.labels.importer import ItemMatcher, reference_parts
 
 ITEMS = [
     "images/digit_0001.png", "images/digit_0002.png", "a/x.png", "b/x.png", "train/cat/1.png",

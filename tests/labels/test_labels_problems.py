@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from imgpipe.errors import LabelError
-from imgpipe.labels.run import ItemMatcher, match_votes, resolve_votes, run
+from imgpipe.labels.importer import ItemMatcher, import_labels, match_votes, resolve_votes
 from imgpipe.labels.votes import vote, votes_frame
 from imgpipe.params.labels import LabelsParams
 
@@ -39,7 +39,7 @@ def label_file(tmp_path):
 
 
 def test_every_problem_is_reported(raw, label_file, tmp_path, cfg):
-    summary = run(raw, tmp_path / "out", cfg(path=str(label_file), classes=["cat", "dog"]))
+    summary = import_labels(raw, tmp_path / "out", cfg(path=str(label_file), classes=["cat", "dog"]))
     labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
     assert labels[["item_id", "label", "label_index"]].values.tolist() == [
         ["images/p1.png", "cat", 0], ["images/p5.png", "dog", 1]]
@@ -82,7 +82,7 @@ def test_every_problem_is_reported(raw, label_file, tmp_path, cfg):
 ])
 def test_fail_policy_names_file_problem_count_and_example(param, expected, raw, label_file, tmp_path, cfg):
     with pytest.raises(LabelError) as err:
-        run(raw, tmp_path / "out", cfg(path=str(label_file), classes=["cat", "dog"], **{param: "fail"}))
+        import_labels(raw, tmp_path / "out", cfg(path=str(label_file), classes=["cat", "dog"], **{param: "fail"}))
     message = str(err.value)
     assert message.startswith(f"{label_file}: ")
     for part in expected:
@@ -91,14 +91,14 @@ def test_fail_policy_names_file_problem_count_and_example(param, expected, raw, 
 
 
 def test_drop_policies(raw, label_file, tmp_path, cfg):
-    run(raw, tmp_path / "out", cfg(path=str(label_file), classes=["cat", "dog"], on_missing_label="drop",
+    import_labels(raw, tmp_path / "out", cfg(path=str(label_file), classes=["cat", "dog"], on_missing_label="drop",
                                    on_unknown_class="drop", on_conflict="drop"))
     issues = pd.read_parquet(tmp_path / "out" / "issues.parquet")
     assert set(issues["action"]) == {"drop"}
 
 
 def test_inferred_classes_come_from_matched_labels_only(raw, label_file, tmp_path, cfg):
-    summary = run(raw, tmp_path / "out", cfg(path=str(label_file)))
+    summary = import_labels(raw, tmp_path / "out", cfg(path=str(label_file)))
     # "dog" from the orphan row alone would not count, but p2/p5 name it; zebra is a class now.
     assert json.loads((tmp_path / "out" / "classes.json").read_text())["classes"] == ["cat", "dog", "zebra"]
     assert summary["metrics"]["classes_from"] == "inferred"
@@ -109,7 +109,7 @@ def test_source_classes_freeze_the_source_label_file(make_raw, arrays, tmp_path,
     csv = "file,label\nimages/d0.png,0\nimages/d1.png,10\nimages/d2.png,2\n"
     raw = make_raw({"images/d0.png": arrays.png(), "images/d1.png": arrays.png(), "images/d2.png": arrays.png(),
                     "labels.csv": csv}, classes=[str(d) for d in range(10)], label_file="labels.csv")
-    summary = run(raw, tmp_path / "out", cfg())
+    summary = import_labels(raw, tmp_path / "out", cfg())
     issues = pd.read_parquet(tmp_path / "out" / "issues.parquet")
     assert issues[["item_id", "problem"]].values.tolist() == [["images/d1.png", "unknown_class"]]
     labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
@@ -120,7 +120,7 @@ def test_source_classes_freeze_the_source_label_file(make_raw, arrays, tmp_path,
 
 def test_numeric_class_names_sort_as_numbers(make_raw, arrays, tmp_path, cfg):
     files = {f"{k}/i{k}.png": arrays.png() for k in (0, 2, 10, 9)}
-    run(make_raw(files), tmp_path / "out", cfg())
+    import_labels(make_raw(files), tmp_path / "out", cfg())
     assert json.loads((tmp_path / "out" / "classes.json").read_text())["classes"] == ["0", "2", "9", "10"]
 
 
@@ -141,15 +141,15 @@ def test_resolve_votes_majority_and_tie():
 
 def test_outputs_are_byte_identical_across_runs(raw, label_file, tmp_path, cfg, monkeypatch):
     params = cfg(path=str(label_file), classes=["cat", "dog"])
-    run(raw, tmp_path / "one", params)
+    import_labels(raw, tmp_path / "one", params)
     monkeypatch.chdir(raw.parent)  # a relative raw dir: nothing machine-specific lands in the outputs
-    run(raw.relative_to(raw.parent), tmp_path / "two", params)
+    import_labels(raw.relative_to(raw.parent), tmp_path / "two", params)
     for name in ("labels.parquet", "classes.json", "issues.parquet"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
 
 
 def test_dvc_metrics_keep_counts_and_examples_but_no_explanatory_text():
-    from imgpipe.labels.run import dvc_metrics
+    from imgpipe.labels.importer import dvc_metrics
 
     metrics = {"format": "csv", "format_auto": True, "format_reason": "why", "label_source": "csv:x",
                "classes_from": "params", "labelled": 3,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from imgpipe.errors import LabelError
-from imgpipe.labels.run import run
+from imgpipe.labels.importer import import_labels
 from imgpipe.params.download import DownloadParams
 
 IMAGES = ["images/one.png", "images/two.png"]
@@ -64,7 +64,7 @@ MALFORMED = [
 def test_malformed_label_files_raise_a_clear_error(name, content, fmt, message, raw, tmp_path, cfg):
     path = _write(tmp_path, name, content)
     with pytest.raises(LabelError) as err:
-        run(raw, tmp_path / "out", cfg(path=str(path), format=fmt))
+        import_labels(raw, tmp_path / "out", cfg(path=str(path), format=fmt))
     assert str(err.value).startswith(str(tmp_path)), "the message names the file"
     assert message in str(err.value)
     assert not (tmp_path / "out").exists()
@@ -72,30 +72,30 @@ def test_malformed_label_files_raise_a_clear_error(name, content, fmt, message, 
 
 def test_blank_spreadsheet_rows_are_ignored(raw, tmp_path, cfg):
     path = _write(tmp_path, "sheet.csv", "file,label\r\nimages/one.png,cat\r\n,\r\nimages/two.png,dog\r\n,\r\n")
-    summary = run(raw, tmp_path / "out", cfg(path=str(path)))
+    summary = import_labels(raw, tmp_path / "out", cfg(path=str(path)))
     assert summary["metrics"]["labelled"] == 2 and summary["metrics"]["problems"]["orphan_label"]["count"] == 0
 
 
 def test_missing_label_file(raw, tmp_path, cfg):
     with pytest.raises(LabelError, match=r"nope\.csv: label file not found"):
-        run(raw, tmp_path / "out", cfg(path=str(tmp_path / "nope.csv")))
+        import_labels(raw, tmp_path / "out", cfg(path=str(tmp_path / "nope.csv")))
 
 
 def test_labels_naming_no_image_at_all(raw, tmp_path, cfg):
     path = _write(tmp_path, "other.csv", "file,label\nzzz.png,cat\n")
     with pytest.raises(LabelError, match=r"other\.csv: no labels for any of the 2 images \(e\.g\. 'zzz\.png'"):
-        run(raw, tmp_path / "out", cfg(path=str(path)))
+        import_labels(raw, tmp_path / "out", cfg(path=str(path)))
 
 
 def test_conflicting_params_are_refused(make_raw, arrays, raw, tmp_path, cfg):
     path = _write(tmp_path, "labels.csv", GOOD_CSV)
     with pytest.raises(LabelError, match="labels.format is imagefolder .* but labels.path is set"):
-        run(raw, tmp_path / "out", cfg(path=str(path), format="imagefolder"))
+        import_labels(raw, tmp_path / "out", cfg(path=str(path), format="imagefolder"))
     with pytest.raises(LabelError, match="labels.format is csv, but labels.path is empty and the source ships no"):
-        run(raw, tmp_path / "out", cfg(format="csv"))
+        import_labels(raw, tmp_path / "out", cfg(format="csv"))
     cifar = make_raw({"cifar-10-batches-py/x": b""}, name="cifar", layout="cifar10")
     with pytest.raises(LabelError, match="keeps its labels in cifar files"):
-        run(cifar, tmp_path / "out", cfg(format="csv"))
+        import_labels(cifar, tmp_path / "out", cfg(format="csv"))
 
 
 # ---------------------------------------------------------------------------------------- auto order
@@ -104,7 +104,7 @@ def test_conflicting_params_are_refused(make_raw, arrays, raw, tmp_path, cfg):
 def test_auto_uses_the_label_file_source_json_names(make_raw, arrays, tmp_path, cfg):
     raw = make_raw({**{i: arrays.png() for i in IMAGES}, "labels.csv": GOOD_CSV, "other.json": "[]"},
                    label_file="labels.csv")
-    summary = run(raw, tmp_path / "out", cfg())
+    summary = import_labels(raw, tmp_path / "out", cfg())
     assert summary["metrics"]["format"] == "csv"
     assert "source.json" in summary["metrics"]["format_reason"]
     assert summary["format"].startswith("csv (auto: ")
@@ -114,7 +114,7 @@ def test_auto_uses_the_only_top_level_label_file(make_raw, arrays, tmp_path, cfg
     tasks = [ls.task(1, "/data/upload/1/abcdef12-one.png", [ls.annotation(1, 1, ["cat"], task=1)]),
              ls.task(2, "/data/upload/1/abcdef12-two.png", [ls.annotation(2, 1, ["dog"], task=2)])]
     raw = make_raw({**{i: arrays.png() for i in IMAGES}, "export.json": json.dumps(ls.json_min(tasks))})
-    summary = run(raw, tmp_path / "out", cfg())
+    summary = import_labels(raw, tmp_path / "out", cfg())
     assert summary["metrics"]["format"] == "label-studio-json-min"
     assert summary["metrics"]["label_source"] == "label-studio-json-min:export.json"
     assert summary["metrics"]["labelled"] == 2
@@ -122,7 +122,7 @@ def test_auto_uses_the_only_top_level_label_file(make_raw, arrays, tmp_path, cfg
 
 def test_auto_falls_back_to_folders_with_several_label_files(make_raw, arrays, tmp_path, cfg):
     raw = make_raw({"cat/1.png": arrays.png(), "dog/2.png": arrays.png(), "a.csv": GOOD_CSV, "b.csv": GOOD_CSV})
-    summary = run(raw, tmp_path / "out", cfg())
+    summary = import_labels(raw, tmp_path / "out", cfg())
     assert summary["metrics"]["format"] == "imagefolder"
     assert pd.read_parquet(tmp_path / "out" / "labels.parquet")["label"].tolist() == ["cat", "dog"]
 
@@ -142,7 +142,7 @@ def test_label_file_from_a_url(raw, tmp_path, cfg):
     try:
         url = f"http://127.0.0.1:{server.server_port}/labels.csv"
         download = DownloadParams(cache_dir=tmp_path / "cache", retries=1, timeout_s=5)
-        summary = run(raw, tmp_path / "out", cfg(path=url), download)
+        summary = import_labels(raw, tmp_path / "out", cfg(path=url), download)
     finally:
         server.shutdown()
         server.server_close()

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from imgpipe.labels.run import run
+from imgpipe.labels.importer import import_labels
 
 CLASSES = ["bird", "cat", "dog"]
 N_ALL_THREE, N_PAIRS = 45, 15
@@ -57,13 +57,13 @@ def test_reliability_weighted_vote_outvotes_a_mostly_wrong_annotator(project, cf
     raw, export = project
     truth = {f"images/img{i:03d}.png": _truth(i) for i in range(N_ALL_THREE + N_PAIRS)}
 
-    majority = run(raw, tmp_path / "majority", cfg(path=str(export), classes=CLASSES))
+    majority = import_labels(raw, tmp_path / "majority", cfg(path=str(export), classes=CLASSES))
     labels = _labels(tmp_path / "majority")
     wrong = sum(labels[item] != truth[item] for item in labels.index)
     assert len(labels) == N_ALL_THREE and wrong == N_ALL_THREE // 10 + 1  # ties dropped, some wrong
     assert "tie 15" in majority["quarantined"]
 
-    summary = run(raw, tmp_path / "ds", cfg(path=str(export), classes=CLASSES, vote="dawid-skene"))
+    summary = import_labels(raw, tmp_path / "ds", cfg(path=str(export), classes=CLASSES, vote="dawid-skene"))
     labels = _labels(tmp_path / "ds")
     assert labels.to_dict() == truth  # every image, every label right
     assert summary["metrics"]["vote_overruled_majority"] == N_PAIRS + N_ALL_THREE // 10 + 1
@@ -85,7 +85,7 @@ def test_reliability_weighted_vote_outvotes_a_mostly_wrong_annotator(project, cf
 
 def test_single_annotator_files_report_no_agreement(make_raw, arrays, cfg, tmp_path):
     raw = make_raw({"cat/a.png": arrays.png(), "dog/b.png": arrays.png()})
-    summary = run(raw, tmp_path / "out", cfg(vote="dawid-skene"))
+    summary = import_labels(raw, tmp_path / "out", cfg(vote="dawid-skene"))
     report = json.loads((tmp_path / "out" / "annotators.json").read_text())
     assert report["images_with_several_votes"] == 0 and report["fleiss_kappa"] is None
     assert report["lowest_agreement"] == []

@@ -9,7 +9,7 @@ from ppkit import cfg, encode, rgb, write_raw
 
 from imgpipe.io import read_parquet
 from imgpipe.preprocess import decode
-from imgpipe.preprocess.run import run
+from imgpipe.preprocess.pipeline import preprocess_images
 
 
 def reject_of(data: bytes, suffix: str | None, **overrides) -> decode.Reject:
@@ -97,7 +97,7 @@ def test_every_reason_lands_in_the_rejects_table_and_the_stage_goes_on(tmp_path)
     )
     (raw / "files" / "g/unreadable.png").unlink()
     (raw / "files" / "g/unreadable.png").symlink_to(raw / "files" / "missing.png")  # skipped: a link
-    summary = run(raw, tmp_path / "out", cfg(max_pixels=1000), progress=False)
+    summary = preprocess_images(raw, tmp_path / "out", cfg(max_pixels=1000), progress=False)
     rejects = read_parquet(tmp_path / "out" / "rejects.parquet")
     assert list(rejects.columns) == ["item_id", "source_path", "reason"]
     codes = {row.item_id: row.reason.split(":")[0] for row in rejects.itertuples()}
@@ -126,7 +126,7 @@ def test_unexpected_decoder_failure_is_a_reject_not_a_crash(tmp_path, monkeypatc
         return real(data, c, suffix)
 
     monkeypatch.setattr(decode, "decode_with_original", flaky)
-    summary = run(raw, tmp_path / "out", cfg(), progress=False)
+    summary = preprocess_images(raw, tmp_path / "out", cfg(), progress=False)
     rejects = read_parquet(tmp_path / "out" / "rejects.parquet")
     assert summary["images"] == 1
     assert rejects["reason"].tolist() == ["corrupt: unexpected RuntimeError while decoding (boom)"]

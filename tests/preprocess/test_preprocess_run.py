@@ -16,7 +16,7 @@ from ppkit import cfg, encode, jpeg_with_orientation, noise, rgb, write_cifar10_
 
 from imgpipe.errors import PipelineError
 from imgpipe.io import read_parquet
-from imgpipe.preprocess.run import manifest_columns, run
+from imgpipe.preprocess.pipeline import manifest_columns, preprocess_images
 from imgpipe.preprocess.shards import gather
 from imgpipe.rawdata import list_items, pack_images
 
@@ -55,7 +55,7 @@ def output_bytes(out: Path) -> dict[str, bytes]:
 def test_output_follows_the_data_contract(tmp_path):
     raw = write_raw(tmp_path / "raw", mixed_files(40), label_file="labels.csv")
     out = tmp_path / "pre"
-    summary = run(raw, out, cfg(), progress=False)
+    summary = preprocess_images(raw, out, cfg(), progress=False)
 
     assert sorted(output_bytes(out)) == [
         "info.json", "manifest.parquet", "rejects.parquet", "shards/shard-00000.npy",
@@ -95,7 +95,7 @@ def test_output_follows_the_data_contract(tmp_path):
 
 def test_empty_rejects_table_keeps_its_schema(tmp_path):
     raw = write_raw(tmp_path / "raw", {"a.png": encode(rgb(), "PNG")})
-    run(raw, tmp_path / "pre", cfg(mode="L"), progress=False)
+    preprocess_images(raw, tmp_path / "pre", cfg(mode="L"), progress=False)
     schema = pq.read_schema(tmp_path / "pre" / "rejects.parquet")
     assert schema.names == ["item_id", "source_path", "reason"]
     assert all(str(t) == "large_string" for t in schema.types)
@@ -110,7 +110,7 @@ def test_output_bytes_are_identical_for_1_2_and_4_workers(tmp_path):
     outputs = []
     for workers in (1, 2, 4):
         out = tmp_path / f"pre{workers}"
-        summary = run(raw, out, cfg(workers=workers, shard_max_mb=0.1), progress=False)
+        summary = preprocess_images(raw, out, cfg(workers=workers, shard_max_mb=0.1), progress=False)
         assert summary["workers"] == min(workers, 3)
         outputs.append(output_bytes(out))
     assert len([name for name in outputs[0] if name.startswith("shards/")]) == 5
@@ -126,7 +126,7 @@ def test_packed_images_give_the_same_output_as_loose_files_for_any_worker_count(
     expected = None
     for raw, workers in ((loose, 1), (packed, 1), (packed, 2)):
         out = tmp_path / f"pre-{raw.name}-{workers}"
-        run(raw, out, cfg(workers=workers), progress=False)
+        preprocess_images(raw, out, cfg(workers=workers), progress=False)
         got = output_bytes(out)
         expected = expected or got
         assert got == expected, (raw.name, workers)
@@ -135,9 +135,9 @@ def test_packed_images_give_the_same_output_as_loose_files_for_any_worker_count(
 def test_rerun_replaces_the_output_atomically(tmp_path):
     raw = write_raw(tmp_path / "raw", {"a.png": encode(rgb(), "PNG"), "b.png": encode(rgb(seed=1), "PNG")})
     out = tmp_path / "pre"
-    run(raw, out, cfg(shard_max_mb=0.001), progress=False)
+    preprocess_images(raw, out, cfg(shard_max_mb=0.001), progress=False)
     assert (out / "shards" / "shard-00001.npy").exists()
-    run(raw, out, cfg(), progress=False)
+    preprocess_images(raw, out, cfg(), progress=False)
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-00000.npy"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -149,7 +149,7 @@ def test_cifar_layout_reads_each_batch_once_and_keeps_pixels(tmp_path, monkeypat
     loads = []
     real = arrayfiles.load_cifar_batch
     monkeypatch.setattr(arrayfiles, "load_cifar_batch", lambda p: loads.append(Path(p).name) or real(p))
-    summary = run(raw, tmp_path / "pre", cfg(size=(32, 32)), progress=False)
+    summary = preprocess_images(raw, tmp_path / "pre", cfg(size=(32, 32)), progress=False)
     assert sorted(loads) == sorted(["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
                                     "data_batch_5", "test_batch"])
     manifest = read_parquet(tmp_path / "pre" / "manifest.parquet")
@@ -166,7 +166,7 @@ def test_cifar_layout_reads_each_batch_once_and_keeps_pixels(tmp_path, monkeypat
 
 def test_idx_layout_to_rgb(tmp_path):
     raw, stored = write_idx_raw(tmp_path / "raw", per_file=4)
-    run(raw, tmp_path / "pre", cfg(size=(28, 28), mode="RGB", workers=2), progress=False)
+    preprocess_images(raw, tmp_path / "pre", cfg(size=(28, 28), mode="RGB", workers=2), progress=False)
     manifest = read_parquet(tmp_path / "pre" / "manifest.parquet")
     assert manifest["item_id"].tolist() == [it.item_id for it in list_items(raw)]
     assert set(manifest["orig_format"]) == {"IDX"} and set(manifest["orig_mode"]) == {"L"}
@@ -178,7 +178,7 @@ def test_idx_layout_to_rgb(tmp_path):
 def test_no_decodable_image_is_a_pipeline_error_naming_the_raw_dir(tmp_path):
     raw = write_raw(tmp_path / "raw", {"a.png": b"", "b.jpg": b"junk"})
     with pytest.raises(PipelineError, match=r"no decodable images in .*raw"):
-        run(raw, tmp_path / "pre", cfg(), progress=False)
+        preprocess_images(raw, tmp_path / "pre", cfg(), progress=False)
     assert not (tmp_path / "pre").exists()
 
 
@@ -214,8 +214,8 @@ def test_stage_path_never_imports_torch(tmp_path):
     raw = write_raw(tmp_path / "raw", {"a.png": encode(rgb(), "PNG")})
     code = (
         "import sys; from pathlib import Path; import stages.preprocess; "
-        "from imgpipe.preprocess.run import run; from imgpipe.params.preprocess import PreprocessParams; "
-        f"run(Path({str(raw)!r}), Path({str(tmp_path / 'pre')!r}), PreprocessParams(workers=1), progress=False); "
+        "from imgpipe.preprocess.pipeline import preprocess_images; from imgpipe.params.preprocess import PreprocessParams; "
+        f"preprocess_images(Path({str(raw)!r}), Path({str(tmp_path / 'pre')!r}), PreprocessParams(workers=1), progress=False); "
         "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
@@ -223,7 +223,7 @@ def test_stage_path_never_imports_torch(tmp_path):
 
 def test_manifest_dtypes(tmp_path):
     raw = write_raw(tmp_path / "raw", {"a.png": encode(rgb(), "PNG")})
-    run(raw, tmp_path / "pre", cfg(), progress=False)
+    preprocess_images(raw, tmp_path / "pre", cfg(), progress=False)
     manifest = read_parquet(tmp_path / "pre" / "manifest.parquet")
     for name in ("orig_width", "orig_height", "orig_bytes", "shard", "shard_offset"):
         assert manifest[name].dtype == np.int64, name
@@ -236,18 +236,18 @@ def test_manifest_dtypes(tmp_path):
 def test_a_worker_killed_by_a_native_crash_fails_the_stage_instead_of_hanging(tmp_path, monkeypatch):
     import os
 
-    from imgpipe.preprocess import run as preprocess
+    from imgpipe.preprocess import pipeline as preprocess
 
     raw = write_raw(tmp_path / "raw", {f"{i}.png": encode(rgb(seed=i), "PNG") for i in range(3)})
     monkeypatch.setattr(preprocess, "chunk_size", lambda c: 1)
     monkeypatch.setattr(preprocess, "process_chunk", lambda chunk, c: os._exit(1))  # as a segfault would
     with pytest.raises(PipelineError, match="a worker died while decoding"):
-        run(raw, tmp_path / "pre", cfg(workers=2), progress=False)
+        preprocess_images(raw, tmp_path / "pre", cfg(workers=2), progress=False)
     assert not (tmp_path / "pre").exists()
 
 
 def test_read_bytes_reads_whole_files_of_any_size(tmp_path):
-    from imgpipe.preprocess.run import read_bytes
+    from imgpipe.preprocess.pipeline import read_bytes
 
     for size in (0, 1, 65535, 65536, 65537, 3 * (1 << 20) + 5):
         data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from imgpipe.augment import item_rows
-from imgpipe.clean.suite import load_suite, run_suite
 from imgpipe.errors import PipelineError
 from imgpipe.io import write_json, write_parquet
+from imgpipe.validate.suite import load_suite, run_suite
 
 from factories import class_images, write_labels, write_preprocessed
 

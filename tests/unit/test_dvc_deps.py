@@ -119,8 +119,8 @@ def test_stage_deps_are_exactly_its_imports(name):
 
 def test_the_checker_sees_lazy_and_package_imports():
     files = imported_files(ROOT / "stages" / "download.py")
-    assert "imgpipe/sources/acquire.py" in files  # imported inside main()
-    assert "imgpipe/sources/__init__.py" in files and "imgpipe/__init__.py" in files
+    assert "imgpipe/download/acquire.py" in files  # imported inside main()
+    assert "imgpipe/download/__init__.py" in files and "imgpipe/__init__.py" in files
     assert "stages/__init__.py" in files
 
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imgpipe.download.acquire import acquire
 from imgpipe.errors import PipelineError, SourceError
 from imgpipe.io import write_json
 from imgpipe.params.download import DownloadParams
 from imgpipe.rawdata import SourceInfo, list_items, pack_images, read_item_bytes, split_of
-from imgpipe.sources.acquire import acquire
 
 
 def test_split_of_reads_the_first_folder_only():

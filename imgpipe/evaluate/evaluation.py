@@ -1,0 +1,76 @@
+"""The evaluate stage's logic: score the model on the test split and draw what a person reads.
+
+Writes (names in :mod:`imgpipe.contracts`):
+- ``metrics/eval.json``: the headline figures only (accuracy, macro and weighted P/R/F1, top-5
+  accuracy beyond 5 classes, ECE, test image count), so ``dvc exp show`` stays readable;
+- ``metrics/eval/per_class.csv``: precision, recall, F1 and support per class;
+- ``metrics/eval/predictions.csv``: one row per test image (item id, source path, actual,
+  predicted, confidence), the data of the confusion plots;
+- ``metrics/eval/reliability.csv``: the reliability-diagram bins;
+- ``metrics/eval/plots/*.png``: every figure as an image (see :mod:`imgpipe.evaluate.plots`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imgpipe import contracts as c
+from imgpipe.errors import PipelineError
+from imgpipe.evaluate.calibration import reliability_table
+from imgpipe.evaluate.gallery import captions, most_confidently_wrong
+from imgpipe.evaluate.metrics import confusion_matrix, prediction_rows, score, softmax
+from imgpipe.io import atomic_dir, atomic_file, write_json
+from imgpipe.params.evaluate import EvaluateParams
+
+
+def _csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams) -> dict:
+    """Score, write every output, and return the stage summary."""
+    from imgpipe.evaluate import plots
+    from imgpipe.inference import inference_options, load_checkpoint, predict_logits
+
+    model, checkpoint = load_checkpoint(model_path)
+    classes = list(checkpoint["classes"])
+    test = c.load_split(augmented_dir, "test")
+    items = c.load_items(augmented_dir, "test")
+    if len(items) != len(test.y):
+        raise PipelineError(f"{augmented_dir / c.split_items_file('test')}: {len(items)} rows for "
+                              f"{len(test.y)} test images; rebuild it with `dvc repro -f augment`")
+    if not len(test.y):
+        raise PipelineError(f"{augmented_dir / c.split_x_file('test')}: the test split is empty; "
+                              "raise validate.test_fraction or add images")
+    options = inference_options(checkpoint, cfg.tta)
+    tta = options["tta"]
+    probs = softmax(predict_logits(model, test.x, cfg.batch_size, **options).numpy())
+    headline, table = score(test.y, probs, classes, cfg.ece_bins)
+    write_json(c.EVAL_METRICS, headline)
+    c.EVAL_DIR.mkdir(parents=True, exist_ok=True)
+    _csv(table, c.PER_CLASS_METRICS)
+    _csv(prediction_rows(items, test.y, probs, classes), c.PREDICTIONS_FILE)
+    reliability = reliability_table(probs.max(1), probs.argmax(1) == test.y, cfg.ece_bins)
+    # Only bins that hold images: an empty bin has no accuracy to draw.
+    _csv(reliability[reliability["count"] > 0].round(6), c.RELIABILITY_FILE)
+    cm = confusion_matrix(test.y, probs.argmax(1), len(classes))
+    wrong = most_confidently_wrong(test.y, probs, cfg.gallery_size)
+    with atomic_dir(c.EVAL_PLOTS_DIR) as tmp:
+        plots.confusion_png(cm, classes, tmp / plots.FILES["confusion"])
+        plots.confusion_png(cm, classes, tmp / plots.FILES["confusion_normalized"], normalized=True)
+        plots.per_class_png(table, tmp / plots.FILES["per_class"])
+        plots.reliability_png(reliability, headline["ece"], tmp / plots.FILES["reliability"])
+        plots.gallery_png([np.asarray(test.x[i]) for i in wrong], captions(wrong, items, test.y, probs, classes),
+                          tmp / plots.FILES["gallery"],
+                          f"Most confidently wrong test images ({len(wrong)} of {int((probs.argmax(1) != test.y).sum())} wrong)")
+    worst = table.sort_values(["f1", "class"]).head(3)
+    return {
+        **headline,
+        "tta": tta,
+        "weakest classes (f1)": ", ".join(f"{r['class']} {r['f1']:.3f}" for _, r in worst.iterrows()),
+        "plots": str(c.EVAL_PLOTS_DIR),
+    }

@@ -1,0 +1,19 @@
+"""Cleaning checks as plug-ins (see :mod:`imgpipe.validate.checks.base`).
+
+Each check module registers its :class:`Check` subclasses with ``@register`` when imported; the
+imports below are the list of checks (plain imports, so the dvc.yaml deps test sees them).
+:func:`registered_checks` returns one instance of each, in ``order``.
+"""
+
+from __future__ import annotations
+
+from imgpipe.validate.checks.base import REGISTRY, Check, CheckContext, CheckResult, register
+
+# -- one import per check module (each registers its checks) ---------------------------------------
+
+
+def registered_checks() -> list[Check]:
+    return [cls() for cls in sorted(REGISTRY.values(), key=lambda c: (c.order, c.name))]
+
+
+__all__ = ["Check", "CheckContext", "CheckResult", "register", "registered_checks"]

@@ -1,0 +1,444 @@
+"""The validate stage's orchestration: the GX gate, then the cleaning checks, then the splits.
+
+1. Manifest joined with labels; images the labels stage dropped by policy leave here.
+2. The Great Expectations suite (:mod:`imgpipe.validate.suite`) on two batches: ``images`` (one row
+   per image) and ``classes`` (one row per frozen class: ``class``, ``count``, ``share``).
+   ``table`` failures stop the stage; ``row`` failures quarantine with ``meta.reason``. A row the
+   labels stage already quarantined keeps that one reason: the suite's label-column checks do not
+   count it again.
+3. Cleaning checks on what passed, each a module returning ``contracts.REVIEW_COLUMNS`` rows:
+   exact duplicates, near duplicates (:mod:`imgpipe.validate.duplicates`), split leakage, outliers
+   (:mod:`imgpipe.validate.outliers`) and label issues (:mod:`imgpipe.validate.label_issues`). Each
+   finding's decision follows its policy param: ``flagged`` (kept, listed), ``dropped``,
+   ``quarantined``; the representative of a duplicate group is ``kept``.
+4. Splits (:mod:`imgpipe.split`), with every duplicate group inside one split.
+
+Everything a person needs to review lands in one table (``review.parquet``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from imgpipe.contracts import ITEM_ID, LABEL, REVIEW_COLUMNS, SOURCE_PATH, SOURCE_SPLIT, SPLITS
+from imgpipe.errors import ValidationFailed
+from imgpipe.params.validate import ValidateParams
+from imgpipe.split import assign_splits, leaking_groups
+from imgpipe.validate.duplicates import exact_groups, near_duplicate_pairs, union_find_groups
+from imgpipe.validate.label_issues import label_issue_findings
+from imgpipe.validate.outliers import empty_findings, outlier_findings
+from imgpipe.validate.suite import ExpectationOutcome, run_suite
+
+# BLAS/OpenMP threads of the cleaning checks: fixed, so their bytes do not depend on the core count.
+CHECK_THREADS = 2
+
+LABEL_COLUMNS = frozenset({"label", "label_index"})
+DECISION_RANK = {"kept": 0, "flagged": 1, "dropped": 2, "quarantined": 3}
+POLICY_DECISION = {"flag": "flagged", "drop": "dropped", "quarantine": "quarantined"}
+SOURCE_RANK = {"test": 2, "val": 1}  # a group keeps its members in the highest source split
+
+
+def join_tables(manifest: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Manifest rows (every decoded image) with their label, if any."""
+    cols = ["item_id", "label", "label_index", "annotators", "agreement", "label_source"]
+    joined = manifest.merge(labels[[c for c in cols if c in labels.columns]], on="item_id", how="left")
+    std_cols = [c for c in joined.columns if c.startswith("std_c")]
+    joined["std_max"] = joined[std_cols].max(axis=1) if std_cols else np.nan
+    return joined
+
+
+def dropped_by_label_policy(df: pd.DataFrame, label_issues: pd.DataFrame) -> set[str]:
+    """Unlabelled images whose label issue's policy is ``drop``."""
+    if not len(label_issues):
+        return set()
+    drops = set(label_issues.loc[label_issues["action"] == "drop", "item_id"]) - {""}
+    unlabelled = set(df.loc[df["label"].isna(), "item_id"])
+    return drops & unlabelled
+
+
+def quarantine_reasons(
+    df: pd.DataFrame, outcomes: list[ExpectationOutcome], label_issues: pd.DataFrame
+) -> dict[int, list[str]]:
+    """Row position -> its quarantine reasons, one per finding.
+
+    The labels stage's own finding (a missing label, an unknown class, a conflict) comes first;
+    an expectation on the label columns that fails on the same row is the same finding seen
+    again and is not added (it used to count every such row twice).
+    """
+    reasons: dict[int, list[str]] = {}
+    label_found: set[int] = set()
+    if len(label_issues):
+        flagged = label_issues[(label_issues["action"] == "quarantine") & (label_issues["item_id"] != "")]
+        position = {item: pos for pos, item in enumerate(df["item_id"])}
+        for item, problem, detail in flagged[["item_id", "problem", "detail"]].itertuples(index=False):
+            if item in position:
+                text = f"label {problem.replace('_', ' ')}" + (f": {detail}" if detail else "")
+                reasons.setdefault(position[item], []).append(text)
+                label_found.add(position[item])
+    for outcome in outcomes:
+        if outcome.level == "row":
+            for pos in outcome.failing_rows:
+                if pos in label_found and outcome.column in LABEL_COLUMNS:
+                    continue
+                reasons.setdefault(pos, []).append(outcome.reason)
+    return {pos: list(dict.fromkeys(rs)) for pos, rs in sorted(reasons.items())}
+
+
+def class_table(df: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """The ``classes`` batch: one row per frozen class with its labelled image count and share."""
+    counts = df[LABEL].value_counts()
+    total = int(counts.sum())
+    count = [int(counts.get(c, 0)) for c in classes]
+    return pd.DataFrame({"class": classes, "count": count,
+                         "share": [c / total if total else 0.0 for c in count]})
+
+
+def split_suite(suite: dict) -> dict[str, dict]:
+    """The suite's expectations per batch (``meta.batch``: ``images``, the default, or ``classes``)."""
+    batches: dict[str, dict] = {"images": {**suite, "expectations": []}, "classes": {**suite, "expectations": []}}
+    for exp in suite["expectations"]:
+        batch = (exp.get("meta") or {}).get("batch", "images")
+        if batch not in batches:
+            raise ValidationFailed(f"expectation {exp.get('type')}: meta.batch must be images or classes, not {batch!r}")
+        batches[batch]["expectations"].append(exp)
+    return batches
+
+
+@dataclass
+class GateReport:
+    """What the gate found, kept readable even when the stage fails."""
+
+    expectations: list[dict] = field(default_factory=list)
+    offending: pd.DataFrame | None = None  # the rows that made it fail (item_id, source_path, reason)
+    quality: dict = field(default_factory=dict)
+
+
+@dataclass
+class ValidationResult:
+    dataset: pd.DataFrame
+    quarantine: pd.DataFrame
+    review: pd.DataFrame  # contracts.REVIEW_COLUMNS, every finding of every check
+    quality: dict  # metrics/data_quality.json: lean counts, so `dvc exp show` stays readable
+    detail: dict  # per-class and per-reason counts, written next to the dataset
+    expectations: list[dict]  # per-expectation outcome (the deterministic validation result)
+    pixels: np.ndarray | None = None  # pixels of the rows in ``review`` order lookup (for sheets)
+    pixel_index: dict = field(default_factory=dict)  # item_id -> row of ``pixels``
+
+
+def _expectation_report(outcomes: list[ExpectationOutcome], batch: str, frame: pd.DataFrame) -> list[dict]:
+    key = ITEM_ID if batch == "images" else "class"
+    rows = []
+    for o in outcomes:
+        ids = frame[key].to_numpy()[o.failing_rows[:20]].tolist() if o.failing_rows else []
+        observed = o.observed if isinstance(o.observed, (int, float, str, bool, type(None))) else str(o.observed)
+        rows.append({"batch": batch, "expectation": o.type, "column": o.column, "level": o.level,
+                     "reason": o.reason, "success": o.success, "unexpected": len(o.failing_rows),
+                     "unexpected_examples": ids, "observed": observed})
+    return rows
+
+
+def _finding_frame(df: pd.DataFrame, pos: np.ndarray, check: str, score, decision, group, suggested="",
+                   detail="") -> pd.DataFrame:
+    n = len(pos)
+
+    def col(v):
+        return v if isinstance(v, (list, np.ndarray, pd.Series)) else [v] * n
+
+    return pd.DataFrame({
+        ITEM_ID: df[ITEM_ID].to_numpy()[pos], SOURCE_PATH: df[SOURCE_PATH].to_numpy()[pos],
+        "check": check, "score": np.asarray(col(score), dtype=np.float64), "decision": col(decision),
+        "group_id": col(group), "suggested_label": col(suggested), "suggested_score": np.nan,
+        "detail": col(detail),
+    })
+
+
+def duplicate_findings(df: pd.DataFrame, pixels: np.ndarray | None, cfg: ValidateParams) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """Exact and near duplicates plus leakage. Returns the findings, the duplicate group (first
+    member's row) per row (-1: none), and counts."""
+    n = len(df)
+    source = df[SOURCE_SPLIT].fillna("").astype(str).to_numpy()
+    labels = df[LABEL].astype(str).to_numpy()
+    frames = []
+    counts = {"exact_duplicate_groups": 0, "near_duplicate_groups": 0}
+    exact = exact_groups(df["pixel_sha256"])
+    # Near duplicates among one representative per exact group (the others are identical).
+    pairs_a = np.zeros(0, np.int64)
+    pairs_b = np.zeros(0, np.int64)
+    sims: dict[tuple[int, int], float] = {}
+    reps = np.nonzero((exact < 0) | (exact == np.arange(n)))[0]
+    if cfg.near_duplicates.enabled and pixels is not None and len(reps) > 1:
+        nd = cfg.near_duplicates
+        pairs = near_duplicate_pairs(pixels[reps], nd.threshold, nd.max_shift, nd.tables, nd.bits, seed=cfg.seed)
+        pairs_a = reps[pairs["a"].to_numpy()]
+        pairs_b = reps[pairs["b"].to_numpy()]
+        sims = {(int(a), int(b)): float(s) for a, b, s in zip(pairs_a, pairs_b, pairs["similarity"], strict=True)}
+    exact_a = np.nonzero(exact >= 0)[0]
+    groups = union_find_groups(n, np.concatenate([pairs_a, exact_a]), np.concatenate([pairs_b, exact[exact_a]]))
+    best_sim = np.zeros(n)
+    for (a, b), s in sims.items():
+        best_sim[a] = max(best_sim[a], s)
+        best_sim[b] = max(best_sim[b], s)
+    decision = np.full(n, "", dtype=object)
+    check = np.full(n, "", dtype=object)
+    ids = df[ITEM_ID].to_numpy()
+    for g in np.unique(groups[groups >= 0]):
+        members = np.nonzero(groups == g)[0]
+        gid = f"dup-{ids[g]}"
+        is_exact = bool((exact[members] >= 0).all() and len(set(exact[members])) == 1)
+        counts["exact_duplicate_groups" if is_exact else "near_duplicate_groups"] += 1
+        # Leakage: members outside the group's highest source-fixed split leave training.
+        top = max(SOURCE_RANK.get(s, 0) for s in source[members])
+        leak = np.array([SOURCE_RANK.get(s, 0) < top for s in source[members]])
+        conflict = len(set(labels[members])) > 1
+        policy_dup = cfg.exact_duplicates.on_duplicate if is_exact else cfg.near_duplicates.on_duplicate
+        policy_conf = cfg.exact_duplicates.on_conflict if is_exact else cfg.near_duplicates.on_conflict
+        stay = members[~leak]
+        keeper = stay[0]
+        for m, leaked in zip(members, leak, strict=True):
+            check[m] = "exact_duplicate" if is_exact else "near_duplicate"
+            if leaked:
+                check[m], decision[m] = "leakage", "dropped"
+            elif conflict:
+                decision[m] = POLICY_DECISION[policy_conf]
+            elif m == keeper:
+                decision[m] = "kept"
+            else:
+                decision[m] = POLICY_DECISION[policy_dup] if policy_dup == "drop" else "flagged"
+        pos = members
+        detail = []
+        names = ids[members]
+        for k, _m in enumerate(members):
+            others = ", ".join(names[j] for j in range(min(len(names), 11)) if j != k)
+            if len(names) > 11:
+                others += f" and {len(names) - 11} more"
+            what = "different labels: " + "/".join(sorted(set(labels[members]))) + "; " if conflict else ""
+            if check[m] == "leakage":
+                what += f"duplicates a source-{'test' if top == 2 else 'val'} image; "
+            detail.append(f"{what}same as {others}"[:500])
+        score = np.where(exact[members] >= 0, 1.0, np.round(best_sim[members], 6))
+        frames.append(_finding_frame(df, pos, list(check[members]), score, list(decision[members]), gid, "", detail))
+    findings = pd.concat(frames, ignore_index=True) if frames else empty_findings()
+    counts["leakage_removed"] = int((check == "leakage").sum())
+    return findings, groups, counts
+
+
+def _combine(review: pd.DataFrame) -> pd.DataFrame:
+    review = review.astype({"score": "float64", "suggested_score": "float64"})
+    for c in REVIEW_COLUMNS:
+        if c not in ("score", "suggested_score"):
+            review[c] = review[c].fillna("").astype("string")
+    order = {"expectation": 0, "label_import": 1, "exact_duplicate": 2, "leakage": 3, "near_duplicate": 4,
+             "label_issue": 6}
+    review["_o"] = review["check"].map(lambda c: order.get(c, 5))
+    review = review.sort_values(["_o", "check", "group_id", "score", ITEM_ID], kind="stable")
+    return review.drop(columns="_o").reset_index(drop=True)[list(REVIEW_COLUMNS)]
+
+
+def validate_dataset(
+    manifest: pd.DataFrame,
+    labels: pd.DataFrame,
+    label_issues: pd.DataFrame,
+    classes: list[str],
+    rejects: pd.DataFrame,
+    suite: dict,
+    cfg: ValidateParams,
+    suite_path: str = "the suite",
+    load_pixels: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    image_spec: dict | None = None,
+    report: GateReport | None = None,
+    configured: dict | None = None,
+) -> ValidationResult:
+    """Run the gate and the cleaning checks. ``load_pixels(rows)`` returns the model pixels of
+    those manifest rows (near duplicates and label issues need them; None skips both).
+    ``image_spec``: ``{"height", "width", "channels"}`` of the pixels as stored (derived columns
+    ``image_*``); ``configured``: the same keys as the params ask (the suite's ``$PARAMETER``s).
+    ``report`` is filled as the gate goes, so a caller can write it out when this raises."""
+    report = report if report is not None else GateReport()
+    df = join_tables(manifest, labels)
+    dropped = dropped_by_label_policy(df, label_issues)
+    df = df[~df["item_id"].isin(dropped)].reset_index(drop=True)
+    decoded = len(df) + len(dropped)
+    spec = image_spec or {}
+    df["image_height"] = int(spec.get("height", 0))
+    df["image_width"] = int(spec.get("width", 0))
+    df["image_channels"] = int(spec.get("channels", 0))
+    want = configured or spec
+    parameters = {
+        "classes": list(classes), "max_label_index": max(len(classes) - 1, 0),
+        "height": int(want.get("height", 0)), "width": int(want.get("width", 0)),
+        "channels": int(want.get("channels", 0)),
+        "min_class_count": cfg.min_class_count, "max_class_share": cfg.max_class_share,
+    }
+    batches = split_suite(suite)
+    classes_df = class_table(df, classes)
+    outcomes = run_suite(df, batches["images"], parameters, suite_path)
+    class_outcomes = run_suite(classes_df, batches["classes"], parameters, suite_path) if batches["classes"]["expectations"] else []
+    report.expectations = _expectation_report(outcomes, "images", df) + _expectation_report(class_outcomes, "classes", classes_df)
+
+    rejected = len(rejects)
+    reject_fraction = rejected / (decoded + rejected) if decoded + rejected else 0.0
+    table_failures = [o for o in outcomes if o.level == "table" and not o.success]
+    table_failures += [o for o in class_outcomes if not o.success]
+    if table_failures:
+        parts, offending = [], []
+        for o in table_failures:
+            frame = classes_df if o in class_outcomes else df
+            key = "class" if o in class_outcomes else ITEM_ID
+            names = frame[key].to_numpy()[o.failing_rows].tolist()
+            parts.append(f"{o.reason} ({o.type}" + (f" on {o.column}" if o.column else "")
+                         + (f": {', '.join(map(str, names[:5]))}" if names else f", observed {o.observed}") + ")")
+            offending += [{ITEM_ID: str(x), SOURCE_PATH: str(x), "reason": o.reason} for x in names]
+        report.offending = pd.DataFrame(offending, columns=[ITEM_ID, SOURCE_PATH, "reason"])
+        raise ValidationFailed("; ".join(parts))
+
+    reasons = quarantine_reasons(df, outcomes, label_issues)
+    label_quarantined = set()
+    if len(label_issues):
+        label_quarantined = set(label_issues.loc[label_issues["action"] == "quarantine", "item_id"])
+    gate_bad = np.zeros(len(df), dtype=bool)
+    gate_bad[list(reasons)] = True
+    review_parts = []
+    if reasons:
+        pos = np.array(sorted(reasons))
+        review_parts.append(_finding_frame(
+            df, pos, ["label_import" if df[ITEM_ID].iloc[p] in label_quarantined else "expectation" for p in pos],
+            np.nan, "quarantined", "", "", ["; ".join(reasons[p]) for p in pos]))
+
+    # -- cleaning checks on what passed the gate -----------------------------------------------
+    rest = df[~gate_bad].reset_index(drop=True)
+    rest["label_index"] = rest["label_index"].astype("int64")
+    pixels = None
+    needs_pixels = cfg.near_duplicates.enabled or cfg.label_issues.enabled
+    if load_pixels is not None and needs_pixels and len(rest):
+        pixels = load_pixels(rest)
+    # BLAS and OpenMP split their sums by thread count, and the k-means features, the ridge fit and
+    # the LSH projections then differ in their last bits (on digits, 7 suspects at 2 threads, 8 at
+    # 1). A fixed count makes the findings the same whatever the core count and OMP_NUM_THREADS
+    # (Dask, for one, sets it to 1 in the process that starts a cluster).
+    with threadpool_limits(limits=CHECK_THREADS):
+        dup, groups, dup_counts = duplicate_findings(rest, pixels, cfg)
+        outl = outlier_findings(rest, cfg.outliers, POLICY_DECISION[cfg.outliers.on_outlier])
+        lab, oos_acc = empty_findings(), 0.0
+        if cfg.label_issues.enabled and pixels is not None and len(rest):
+            lab, oos_acc = label_issue_findings(rest, pixels, list(classes), cfg.label_issues,
+                                                POLICY_DECISION[cfg.label_issues.on_issue])
+    checks = pd.concat([f for f in (dup, outl, lab) if len(f)], ignore_index=True) if any(
+        len(f) for f in (dup, outl, lab)) else empty_findings()
+
+    # The strongest decision per image wins.
+    worst: dict[str, str] = {}
+    why: dict[str, list[str]] = {}
+    for item, chk, dec, det in checks[[ITEM_ID, "check", "decision", "detail"]].itertuples(index=False):
+        if DECISION_RANK[dec] > DECISION_RANK.get(worst.get(item, "kept"), 0):
+            worst[item] = dec
+        if dec == "quarantined":
+            why.setdefault(item, []).append(f"{chk.replace('_', ' ')}: {det}"[:300])
+    item_ids = rest[ITEM_ID].to_numpy()
+    final = np.array([worst.get(i, "kept") for i in item_ids], dtype=object)
+    check_quarantined = final == "quarantined"
+    removed = (final == "dropped") | check_quarantined
+
+    quarantine_rows = [(df[ITEM_ID].iloc[p], df[SOURCE_PATH].iloc[p], "; ".join(reasons[p])) for p in sorted(reasons)]
+    quarantine_rows += [(i, s, "; ".join(why[i])) for i, s in zip(item_ids[check_quarantined],
+                        rest[SOURCE_PATH].to_numpy()[check_quarantined], strict=True)]
+    quarantine = pd.DataFrame(quarantine_rows, columns=[ITEM_ID, SOURCE_PATH, "reasons"]).astype("string")
+
+    clean = rest[~removed].reset_index(drop=True)
+    clean_groups = groups[~removed]
+    # Re-index groups to positions in ``clean`` (first surviving member leads).
+    remap: dict[int, int] = {}
+    new_groups = np.full(len(clean), -1, dtype=np.int64)
+    for i, g in enumerate(clean_groups.tolist()):
+        if g >= 0:
+            new_groups[i] = remap.setdefault(g, i)
+    if clean.empty:
+        raise ValidationFailed(f"every one of the {len(df)} images was quarantined or dropped")
+    clean["split"] = assign_splits(clean, cfg, new_groups)
+    leaks = leaking_groups(clean["split"].to_numpy(), new_groups)
+    if leaks:  # a source-fixed split the groups could not reconcile; never expected
+        raise ValidationFailed(f"{len(leaks)} duplicate groups straddle splits, e.g. {clean[ITEM_ID].iloc[leaks[0]]}")
+
+    review = _combine(pd.concat([*review_parts, checks], ignore_index=True) if review_parts else checks)
+    total = len(df)
+    n_quarantined = int(gate_bad.sum() + check_quarantined.sum())
+    fraction = n_quarantined / total if total else 0.0
+    by_reason: dict[str, int] = {}
+    for rs in reasons.values():
+        for r in rs:
+            key = r.split(":")[0]
+            by_reason[key] = by_reason.get(key, 0) + 1
+    for i in item_ids[check_quarantined]:
+        for r in why[i]:
+            key = r.split(":")[0]
+            by_reason[key] = by_reason.get(key, 0) + 1
+    split_counts = clean["split"].value_counts()
+    per_check = checks.groupby(["check", "decision"]).size() if len(checks) else pd.Series(dtype=int)
+
+    def n_check(name: str, decisions=("flagged", "dropped", "quarantined")) -> int:
+        return int(sum(per_check.get((name, d), 0) for d in decisions))
+
+    outlier_checks = sorted(set(outl["check"])) if len(outl) else []
+    quality = {
+        "images_decoded": decoded,
+        "images_rejected_by_preprocess": rejected,
+        "reject_fraction": round(reject_fraction, 6),
+        "images_dropped_by_label_policy": len(dropped),
+        "images_valid": int(len(clean)),
+        "images_quarantined": n_quarantined,
+        "quarantine_fraction": round(fraction, 6),
+        "images_dropped_by_cleaning": int((final == "dropped").sum()),
+        "images_flagged": int((final == "flagged").sum()),
+        "expectations_failed": sum(not o.success for o in outcomes + class_outcomes),
+        "exact_duplicate_groups": dup_counts["exact_duplicate_groups"],
+        "near_duplicate_groups": dup_counts["near_duplicate_groups"],
+        "leakage_removed": dup_counts["leakage_removed"],
+        "outliers": int(len(set(outl[ITEM_ID]))) if len(outl) else 0,
+        "label_issues": n_check("label_issue"),
+        "train": int(split_counts.get("train", 0)),
+        "val": int(split_counts.get("val", 0)),
+        "test": int(split_counts.get("test", 0)),
+    }
+    per_class: dict[str, dict] = {}
+    label_of = dict(zip(rest[ITEM_ID], rest[LABEL].astype(str), strict=True))
+    label_of.update(dict(zip(df[ITEM_ID], df[LABEL].fillna("").astype(str), strict=True)))
+    for c in classes:
+        per_class[c] = {"images": int(classes_df.loc[classes_df["class"] == c, "count"].iloc[0]),
+                        "valid": int((clean[LABEL] == c).sum())}
+    for item, chk in checks[[ITEM_ID, "check"]].itertuples(index=False):
+        c = label_of.get(item, "")
+        if c in per_class:
+            per_class[c][chk] = per_class[c].get(chk, 0) + 1
+    detail = {
+        "quarantine_by_reason": dict(sorted(by_reason.items())),
+        "findings_by_check": {f"{k[0]}/{k[1]}": int(v) for k, v in sorted(per_check.items())},
+        "outlier_checks": {c: int((outl["check"] == c).sum()) for c in outlier_checks},
+        "label_model_oos_accuracy": round(oos_acc, 4),
+        "per_class": per_class,
+        "splits": {s: int(split_counts.get(s, 0)) for s in SPLITS},
+    }
+    report.quality = quality
+    if fraction > cfg.max_quarantine_fraction or reject_fraction > cfg.max_reject_fraction:
+        offending = quarantine.rename(columns={"reasons": "reason"})
+        if rejected:
+            offending = pd.concat([offending, rejects[[ITEM_ID, SOURCE_PATH, "reason"]].astype("string")],
+                                  ignore_index=True)
+        report.offending = offending
+        if reject_fraction > cfg.max_reject_fraction:
+            raise ValidationFailed(
+                f"{rejected} of {decoded + rejected} files could not be decoded by preprocess "
+                f"({reject_fraction:.1%}) exceeds validate.max_reject_fraction={cfg.max_reject_fraction:.1%}")
+        top = ", ".join(f"{k}: {v}" for k, v in sorted(by_reason.items(), key=lambda kv: -kv[1])[:5])
+        raise ValidationFailed(
+            f"{n_quarantined} of {total} images quarantined ({fraction:.1%}) exceeds "
+            f"validate.max_quarantine_fraction={cfg.max_quarantine_fraction:.1%}; reasons: {top}"
+        )
+    index = {}
+    if pixels is not None:
+        index = {item: i for i, item in enumerate(item_ids)}
+    return ValidationResult(dataset=clean, quarantine=quarantine, review=review, quality=quality, detail=detail,
+                            expectations=report.expectations, pixels=pixels, pixel_index=index)
