@@ -1,6 +1,6 @@
 """Crawl benchmark: images/s from a loopback server, peak memory, and the 60k-loose-files folder.
 
-    flock /work/coord/cpu.lock python benchmarks/bench_crawl.py [--images 10000] [--latency-ms 20]
+    python benchmarks/bench_crawl.py [--images 10000] [--latency-ms 20]
         [--latency-images 1000] [--loose 60000] [--skip-dask] [--json out.json]
 
 1. A separate server process (tests/download/crawl_server.py) serves ``--images`` small generated
