@@ -168,7 +168,7 @@ class Transaction:
         try:
             for final, tmp in self.pending.items():
                 with _naming_errors(tmp, final):
-                    swapped.append((final, _swap_in(tmp, final)))
+                    swapped.append((final, _swap_in(tmp, final, keep_old=True)))
         except BaseException:
             for final, old in reversed(swapped):
                 _remove(final)
@@ -187,18 +187,29 @@ class Transaction:
 _ACTIVE: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar("imgpipe_outputs", default=None)
 
 
-def _swap_in(tmp: Path, final: Path) -> Path | None:
-    """Rename ``tmp`` onto ``final``; return where the previous ``final`` was moved (or None)."""
-    old = None
-    if (final.is_dir() and not final.is_symlink()) or (tmp.is_dir() and (final.exists() or final.is_symlink())):
+def _swap_in(tmp: Path, final: Path, keep_old: bool = False) -> Path | None:
+    """Rename ``tmp`` onto ``final``; return where the previous ``final`` was kept (or None).
+
+    ``keep_old``: keep the previous file too (a transaction may have to put it back).
+    """
+    old, moved = None, False
+    exists = final.exists() or final.is_symlink()
+    if (final.is_dir() and not final.is_symlink()) or (tmp.is_dir() and exists):
         # os.replace cannot put a folder over a folder (or a file): move the old one aside first.
         old = _tmp_sibling(final)
         os.replace(final, old)
+        moved = True
+    elif keep_old and exists:
+        # A second name for the old file: the rename below stays atomic, and the old bytes stay.
+        old = _tmp_sibling(final)
+        os.link(final, old, follow_symlinks=False)
     try:
         os.replace(tmp, final)
     except BaseException:
-        if old is not None:
+        if moved:
             os.replace(old, final)
+        elif old is not None:
+            old.unlink()
         raise
     return old
 

@@ -55,19 +55,27 @@ def test_a_declared_output_is_not_in_place_before_the_block_ends(tmp_path):
     assert (tmp_path / "a.json").read_text() == "1\n"
 
 
-def test_a_failed_rename_puts_the_earlier_outputs_back(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("first", "failing"), [("out", "metrics.json"), ("metrics.json", "out")])
+def test_a_failed_rename_puts_the_earlier_outputs_back(tmp_path, monkeypatch, first, failing):
     write_both(tmp_path, "old")
     real_replace = os.replace
+    failed = []
 
-    def replace(src, dst):
-        if Path(dst).name == "metrics.json" and ".tmp-" in Path(src).name:
+    def replace(src, dst):  # the first rename of the new `failing` into place fails
+        if Path(dst).name == failing and ".tmp-" in Path(src).name and not failed:
+            failed.append(src)
             raise OSError(errno.EIO, "Input/output error")
         return real_replace(src, dst)
 
     monkeypatch.setattr(imgio.os, "replace", replace)
-    with pytest.raises(OSError) as caught:
-        write_both(tmp_path, "new")
-    assert caught.value.filename == str((tmp_path / "metrics.json").absolute())
+    with pytest.raises(OSError) as caught, commit_outputs(tmp_path / "out", tmp_path / "metrics.json"):
+        for name in (first, failing):  # the order the outputs are written is the order of the renames
+            if name == "out":
+                with atomic_dir(tmp_path / "out") as tmp:
+                    (tmp / "data.txt").write_text("new")
+            else:
+                write_json(tmp_path / "metrics.json", {"text": "new"})
+    assert caught.value.filename == str((tmp_path / failing).absolute())
     assert (tmp_path / "out" / "data.txt").read_text() == "old"
     assert '"old"' in (tmp_path / "metrics.json").read_text()
     assert leftovers(tmp_path) == []
