@@ -202,7 +202,10 @@ def _swap_in(tmp: Path, final: Path, keep_old: bool = False) -> Path | None:
     elif keep_old and exists:
         # A second name for the old file: the rename below stays atomic, and the old bytes stay.
         old = _tmp_sibling(final)
-        os.link(final, old, follow_symlinks=False)
+        try:
+            os.link(final, old, follow_symlinks=False)
+        except OSError:  # a filesystem without hard links: a copy does the same job
+            shutil.copy2(final, old, follow_symlinks=False)
     try:
         os.replace(tmp, final)
     except BaseException:
