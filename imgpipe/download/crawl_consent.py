@@ -124,13 +124,17 @@ class RobotsRules:
     """One host's verdict: a parser, or a blanket allow/disallow with the reason for it."""
 
     def __init__(self, parser: RobotFileParser | None = None, *, allow_all: bool = False,
-                 failure: tuple[str, str] | None = None, note: str = "") -> None:
-        self.parser, self.allow_all, self.failure, self.note = parser, allow_all, failure, note
+                 failure: tuple[str, str] | None = None) -> None:
+        self.parser, self.allow_all, self.failure = parser, allow_all, failure
 
     @classmethod
     def from_text(cls, text: str) -> RobotsRules:
         parser = RobotFileParser()
         parser.parse(text.splitlines())
+        # RFC 9309: the longest matching rule wins, Allow on a tie; robotparser takes the first
+        # match in file order, so put each group's rules in that order.
+        for entry in [*parser.entries, *([parser.default_entry] if parser.default_entry else [])]:
+            entry.rulelines.sort(key=lambda rule: (-len(rule.path), not rule.allowance))
         return cls(parser)
 
     def refusal(self, url: str, user_agent: str) -> tuple[str, str] | None:

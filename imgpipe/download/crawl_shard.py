@@ -61,9 +61,9 @@ def reusable(rec: dict, settings: FetchSettings) -> bool:
     limits; an image fetched while private addresses were allowed is fetched again once they are not."""
     if not is_lasting(rec["status"]):
         return False
+    if settings.opt_out and any(opted_out(u, settings.opt_out) for u in (rec["url"], rec.get("final_url") or "")):
+        return False  # on the opt-out list now (itself or where it led): judged, and refused, again
     if rec["status"] == "ok":
-        if opted_out(rec["url"], settings.opt_out) is not None:
-            return False  # on the opt-out list now: judged (and refused) again
         policy = rec.get("policy", "")
         if settings.honour_opt_out and "honour_opt_out=False" in policy:
             return False  # fetched without looking at X-Robots-Tag
