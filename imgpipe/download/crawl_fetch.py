@@ -474,7 +474,8 @@ class Fetcher:
                 if fail.status in RETRY_REASONS and attempt < s.retries:
                     time.sleep(_backoff(attempt, s.backoff_s))
                     continue
-                return RobotsRules(failure=(fail.status, f"robots.txt: {fail.detail}"))
+                detail = fail.detail if fail.status == "private_address" else f"robots.txt: {fail.detail}"
+                return RobotsRules(failure=(fail.status, detail))
             status, body = resp
             if 200 <= status < 300:
                 return RobotsRules.from_text(body.decode("utf-8", "replace"))
