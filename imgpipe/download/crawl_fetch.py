@@ -186,7 +186,7 @@ def _guarded_connection_classes(allow_private: bool):
         def getresponse(self, *args, **kwargs):  # type: ignore[override]
             watch = getattr(_request, "watch", None)
             if watch is not None and self.sock is not None:
-                _request.entry = watch(self.sock)
+                watch.add(self.sock)
             return super().getresponse(*args, **kwargs)
 
     class GuardedHTTP(_Guard, HTTPConnection):
@@ -369,6 +369,19 @@ class Deadlines:
             self.closed = True
             self.cond.notify()
 
+    @contextlib.contextmanager
+    def covering(self, deadline: float):
+        """Watch the responses this thread reads in the block (the connection hook registers
+        their sockets); the block must call ``watch.done()`` before a connection goes back to
+        the pool."""
+        watch = _Watch(self, deadline)
+        _request.watch = watch
+        try:
+            yield watch
+        finally:
+            watch.done()
+            _request.watch = None
+
     def _run(self) -> None:
         with self.cond:
             while not self.closed:
@@ -386,6 +399,22 @@ class Deadlines:
                 sock, entry[0], entry[1] = entry[0], None, True
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+
+
+class _Watch:
+    def __init__(self, deadlines: Deadlines, deadline: float) -> None:
+        self.deadlines, self.deadline, self.entries, self.cut = deadlines, deadline, [], False
+
+    def add(self, sock) -> None:
+        self.done()  # a followed redirect: the previous response is finished
+        self.entries.append(self.deadlines.watch(sock, self.deadline))
+
+    def done(self) -> bool:
+        """Stop watching; True when the deadline cut a response off."""
+        for entry in self.entries:
+            self.cut |= self.deadlines.cancel(entry)
+        self.entries.clear()
+        return self.cut
 
 
 class Fetcher:
@@ -467,7 +496,7 @@ class Fetcher:
         host = urlsplit(url).netloc.lower()
         for attempt in range(1, s.retries + 1):
             try:
-                resp = self._request(url, host, redirect=urllib3.Retry(total=5, connect=0, read=0, status=0,
+                resp = self._get_text(url, host, redirect=urllib3.Retry(total=5, connect=0, read=0, status=0,
                                                                        other=0, redirect=5,
                                                                        raise_on_redirect=False))
             except _Fail as fail:
@@ -488,34 +517,33 @@ class Fetcher:
                                         "treated as disallowing everything until it answers"))
         raise AssertionError("unreachable")
 
-    def _request(self, url: str, host: str, redirect) -> tuple[int, bytes]:
+    def _get_text(self, url: str, host: str, redirect) -> tuple[int, bytes]:
         """GET a small text (robots.txt) under the deadline: (status, first ROBOTS_MAX_BYTES)."""
         import urllib3
 
         s = self.settings
         sem = self.hosts.acquire(host)
-        deadline = time.monotonic() + s.deadline_s
-        _request.watch = lambda sock: self.deadlines.watch(sock, deadline)
-        _request.entry = None
+        late = _Fail("timeout", f"no complete answer after {s.deadline_s:g}s")
         try:
-            try:
-                resp = self.pool.request("GET", url, preload_content=False, retries=redirect,
-                                         headers={**self.pool.headers, "Accept": "text/plain, */*"},
-                                         timeout=urllib3.Timeout(connect=s.timeout_s, read=s.timeout_s))
+            with self.deadlines.covering(time.monotonic() + s.deadline_s) as watch:
                 try:
-                    body = resp.read(ROBOTS_MAX_BYTES)
-                finally:
-                    resp.close()
-                    resp.release_conn()
-            except (urllib3.exceptions.HTTPError, OSError, RefusedAddress, ValueError, UnicodeError) as exc:
-                if self.deadlines.cancel(_request.entry):
-                    raise _Fail("timeout", f"no complete answer after {s.deadline_s:g}s") from None
-                raise _classify(exc, s.timeout_s) from None
-            if self.deadlines.cancel(_request.entry):
-                raise _Fail("timeout", f"no complete answer after {s.deadline_s:g}s")
-            return resp.status, body
+                    resp = self.pool.request("GET", url, preload_content=False, retries=redirect,
+                                             headers={**self.pool.headers, "Accept": "text/plain, */*"},
+                                             timeout=urllib3.Timeout(connect=s.timeout_s, read=s.timeout_s))
+                    try:
+                        body = resp.read(ROBOTS_MAX_BYTES)
+                    finally:
+                        watch.done()  # before the connection can be reused
+                        resp.close()
+                        resp.release_conn()
+                except (urllib3.exceptions.HTTPError, OSError, RefusedAddress, ValueError, UnicodeError) as exc:
+                    if watch.done():
+                        raise late from None
+                    raise _classify(exc, s.timeout_s) from None
+                if watch.done():
+                    raise late
+                return resp.status, body
         finally:
-            _request.watch = _request.entry = None
             sem.release()
 
     # -- the image
@@ -543,33 +571,30 @@ class Fetcher:
         host = urlsplit(url).netloc.lower()
         sem = self.hosts.acquire(host)
         started = time.monotonic()
-        deadline = started + s.deadline_s
-        _request.watch = lambda sock: self.deadlines.watch(sock, deadline)
-        _request.entry = None
         late = _Fail("timeout", f"response not complete after {s.deadline_s:g}s")
         try:
-            try:
-                resp = self.pool.request("GET", url, preload_content=False, redirect=False, retries=False,
-                                         timeout=urllib3.Timeout(connect=s.timeout_s, read=s.timeout_s))
-            except (urllib3.exceptions.HTTPError, OSError, RefusedAddress, ValueError, UnicodeError) as exc:
-                if self.deadlines.cancel(_request.entry):
-                    raise late from None
-                raise _classify(exc, s.timeout_s) from None
-            try:
-                result = self._response(resp, url, started)
-            except _Fail:
-                if self.deadlines.cancel(_request.entry):
-                    raise late from None
-                raise
-            finally:
-                cut = self.deadlines.cancel(_request.entry)  # before the connection can be reused
-                resp.close()  # an unread rest (a cut-off body) is never reused
-                resp.release_conn()
-            if cut:  # the watchdog shut the socket: what arrived is not the whole response
-                raise late
-            return result
+            with self.deadlines.covering(started + s.deadline_s) as watch:
+                try:
+                    resp = self.pool.request("GET", url, preload_content=False, redirect=False, retries=False,
+                                             timeout=urllib3.Timeout(connect=s.timeout_s, read=s.timeout_s))
+                except (urllib3.exceptions.HTTPError, OSError, RefusedAddress, ValueError, UnicodeError) as exc:
+                    if watch.done():
+                        raise late from None
+                    raise _classify(exc, s.timeout_s) from None
+                try:
+                    result = self._response(resp, url, started)
+                except _Fail:
+                    if watch.done():
+                        raise late from None
+                    raise
+                finally:
+                    watch.done()  # before the connection can be reused
+                    resp.close()  # an unread rest (a cut-off body) is never reused
+                    resp.release_conn()
+                if watch.done():  # the watchdog shut the socket: what arrived is not the whole response
+                    raise late
+                return result
         finally:
-            _request.watch = _request.entry = None
             sem.release()
 
     def _response(self, resp, url: str, started: float) -> Outcome | str:

@@ -362,9 +362,10 @@ def test_per_host_connection_limit_and_rate(tmp_path):
         before = len(srv.log)
         run_crawl(str(listing), tmp_path / "b", label_column="", concurrency=16, per_host_rate=40)
         times = srv.times[before:]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert times[-1] - times[0] >= 23 / 40 * 0.9  # 24 requests at most 40/s
-    assert min(gaps) >= 1 / 40 * 0.5
+    assert len(times) == 25  # robots.txt, then the images, all under the same rate
+    assert times[-1] - times[0] >= 24 / 40 * 0.9  # 25 requests at most 40/s
+    # Any 5 requests in a row span 4 intervals (less the arrival jitter of a loaded machine).
+    assert min(b - a for a, b in zip(times, times[4:], strict=False)) >= 4 / 40 * 0.6
 
 
 def test_a_lasting_failure_is_reused_only_under_the_same_limits(tmp_path):
