@@ -122,3 +122,19 @@ def test_the_failure_report_goes_once_a_run_succeeds(tmp_path):
         assert report.is_file()
         run_crawl(str(listing), tmp_path, label_column="", min_success_rate=0.5)
     assert not report.exists()
+
+
+def test_an_unforeseen_exception_is_a_row_naming_its_type():
+    from imgpipe.download.crawl_fetch import Fetcher
+
+    fetcher = Fetcher(FetchSettings())
+
+    def broken(url):
+        raise RuntimeError("a bug of ours")
+
+    fetcher._consent = broken
+    try:
+        outcome = fetcher.fetch("http://example.invalid/a.png")
+    finally:
+        fetcher.close()
+    assert (outcome.status, outcome.detail) == ("error", "unexpected RuntimeError: a bug of ours")
