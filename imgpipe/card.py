@@ -138,11 +138,12 @@ def render_markdown(card: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {key} | {_cell(value)} |" for key, value in card["source"].items()]
-    for title, head, counts in (("Crawled images per licence", "licence", card.get("crawl", {}).get("images_per_licence")),
-                                ("URLs refused by a consent rule", "rule", card.get("crawl", {}).get("refused_by_consent_rule"))):
-        if counts is not None:
+    crawl = card.get("crawl")
+    for title, head, key in (("Crawled images per licence", "licence", "images_per_licence"),
+                             ("URLs refused by a consent rule", "rule", "refused_by_consent_rule")):
+        if crawl is not None:
             lines += ["", f"## {title}", "", f"| {head} | count |", "|---|---:|"]
-            lines += [f"| {_cell(k)} | {n} |" for k, n in counts.items()] or ["| (none recorded) | |"]
+            lines += [f"| {_cell(k)} | {n} |" for k, n in crawl[key].items()] or ["| (none recorded) | |"]
     splits = list(card["counts"])
     lines += ["", "## Images per split and class", "",
               "| class | " + " | ".join(splits) + " | total |",
