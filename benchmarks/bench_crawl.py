@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "sources")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "download")]
 
 CHILD = r"""
 import json, resource, sys, time
@@ -57,7 +57,7 @@ print(json.dumps({"seconds": t1 - t0, "images": info.extra["summary"]["images"],
 
 
 def start_server(n: int, latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "sources" / "crawl_server.py"), str(n),
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "download" / "crawl_server.py"), str(n),
                              str(latency_ms)], stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()
 

@@ -95,7 +95,17 @@ def build_card(*, dataset, quarantine, classes: list[str], source: dict, quality
             "quarantine_reasons": _reasons(quarantine),
         },
         "quality": quality,
+        **_crawl_provenance(source),
     }
+
+
+def _crawl_provenance(source: dict) -> dict[str, Any]:
+    """A crawled source's images per licence and URLs refused by a consent rule (from source.json)."""
+    if source.get("kind") != "crawl":
+        return {}
+    extra = source.get("extra") or {}
+    return {"crawl": {"images_per_licence": extra.get("licences") or {},
+                      "refused_by_consent_rule": extra.get("consent_refusals") or {}}}
 
 
 def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -128,6 +138,12 @@ def render_markdown(card: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {key} | {_cell(value)} |" for key, value in card["source"].items()]
+    crawl = card.get("crawl")
+    for title, head, key in (("Crawled images per licence", "licence", "images_per_licence"),
+                             ("URLs refused by a consent rule", "rule", "refused_by_consent_rule")):
+        if crawl is not None:
+            lines += ["", f"## {title}", "", f"| {head} | count |", "|---|---:|"]
+            lines += [f"| {_cell(k)} | {n} |" for k, n in crawl[key].items()] or ["| (none recorded) | |"]
     splits = list(card["counts"])
     lines += ["", "## Images per split and class", "",
               "| class | " + " | ".join(splits) + " | total |",
