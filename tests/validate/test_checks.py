@@ -12,9 +12,9 @@ from imgpipe.params.validate import LabelIssueParams, OutlierParams
 from imgpipe.preprocess.features import compute
 from imgpipe.validate.duplicates import (
     brute_force_pairs,
+    component_groups,
     exact_groups,
     near_duplicate_pairs,
-    union_find_groups,
 )
 from imgpipe.validate.label_issues import label_issue_findings
 from imgpipe.validate.outliers import outlier_findings
@@ -60,7 +60,7 @@ def test_near_duplicates_no_false_alarm_on_a_clean_set(planted):
 
 
 def test_groups_are_transitive():
-    groups = union_find_groups(6, np.array([0, 1, 4]), np.array([1, 3, 5]))
+    groups = component_groups(6, np.array([0, 1, 4]), np.array([1, 3, 5]))
     assert groups.tolist() == [0, 0, -1, 0, 4, 4]
 
 

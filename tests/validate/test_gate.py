@@ -181,24 +181,3 @@ def test_a_failed_quarantine_limit_leaves_the_offending_rows(tmp_path):
         _run(manifest, table, issues, report=report, max_quarantine_fraction=0.05)
     assert set(report.offending["item_id"]) == set(ids[:10])
     assert report.quality["images_quarantined"] == 10 and report.expectations
-
-
-def test_cleaning_checks_run_on_a_fixed_thread_count_whatever_the_caller_set(tmp_path, monkeypatch):
-    # BLAS/OpenMP sums depend on the thread count; the checks pin it, so OMP_NUM_THREADS=1 (which
-    # Dask sets in the process that starts a cluster) or a 64-core machine give the same bytes.
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    import imgpipe.validate.validation as run_module
-
-    seen = []
-    real = run_module.outlier_findings
-
-    def recording(*args, **kwargs):
-        seen.append({info["internal_api"]: info["num_threads"] for info in threadpool_info()})
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "outlier_findings", recording)
-    manifest, table, issues, _ = _inputs(tmp_path)
-    with threadpool_limits(limits=1):
-        _run(manifest, table, issues)
-    assert seen and all(n == run_module.CHECK_THREADS for n in seen[0].values()), seen

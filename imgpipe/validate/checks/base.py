@@ -76,7 +76,9 @@ class CheckResult:
     ``findings``: :data:`imgpipe.contracts.REVIEW_COLUMNS` rows (use :func:`findings_frame`);
     ``decision`` is ``kept``/``flagged``/``dropped``/``quarantined``. ``counters``: the lean
     figures for ``metrics/data_quality.json`` (ints or floats, keys unique across checks).
-    ``detail``: anything larger, written to ``quality_detail.json`` under the check's name.
+    ``detail``: anything larger, written to ``quality_detail.json`` under the check's name (or
+    merged at its top level when the check sets ``detail_key = ""``; the built-in checks do, to
+    keep the file as it was).
     ``same_split``: two arrays of row positions, pairs that must land in the same split
     (duplicate groups); the loop joins them into connected components.
     """
@@ -94,7 +96,8 @@ class Check:
     section: ClassVar[str]  # params: validate.<section>
     writes: ClassVar[tuple[str, ...]]  # review ``check`` values this check writes
     order: ClassVar[int] = 50  # position among the checks and in the review table
-    needs_pixels: ClassVar[bool] = False
+    needs_pixels: ClassVar[bool] = False  # True: skipped when no pixels can be read
+    detail_key: ClassVar[str | None] = None  # quality_detail.json key of ``detail``: None = ``name``, "" = top level
 
     def params(self, cfg: Any) -> Any:
         return getattr(cfg, self.section)
