@@ -35,6 +35,9 @@ __all__ = ["CHECK_THREADS", "GateReport", "ValidationResult", "validate_dataset"
 
 LABEL_COLUMNS = frozenset({"label", "label_index"})
 GATE_CHECKS = ("expectation", "label_import")  # review rows of the gate: before every check's
+STAGE_COUNTERS = ("images_decoded", "images_rejected_by_preprocess", "reject_fraction", "images_dropped_by_label_policy",
+                  "images_valid", "images_quarantined", "quarantine_fraction", "images_dropped_by_cleaning",
+                  "images_flagged", "expectations_failed")  # data_quality.json keys of the stage, not of a check
 
 
 def join_tables(manifest: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -273,6 +276,9 @@ def validate_dataset(
     split_counts = clean["split"].value_counts()
     per_check = checks.groupby(["check", "decision"]).size() if len(checks) else pd.Series(dtype=int)
 
+    clash = sorted(set(found.counters) & {*STAGE_COUNTERS, *SPLITS})
+    if clash:
+        raise ValueError(f"a cleaning check's counter {clash} would overwrite the stage's own")
     quality = {
         "images_decoded": decoded,
         "images_rejected_by_preprocess": rejected,

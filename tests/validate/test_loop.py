@@ -19,7 +19,7 @@ from imgpipe.validate.checks.base import (
     findings_frame,
     register,
 )
-from imgpipe.validate.checks.loop import CHECK_THREADS
+from imgpipe.validate.checks.loop import CHECK_THREADS, run_checks
 from imgpipe.validate.suite import load_suite
 from imgpipe.validate.validation import validate_dataset
 
@@ -140,3 +140,16 @@ def test_two_checks_counting_the_same_key_is_an_error(tmp_path, probe):
             _run(tmp_path)
     finally:
         del REGISTRY["twin"]
+
+
+def test_a_check_with_an_unknown_decision_is_named():
+    class Sloppy(_Probe):
+        name = "sloppy"
+        needs_pixels = False
+
+        def run(self, ctx):
+            return CheckResult(findings=findings_frame(ctx.rows, np.array([0]), "sloppy", 1.0, "removed"))
+
+    rows = pd.DataFrame({"item_id": ["a"], "source_path": ["a"]})
+    with pytest.raises(ValueError, match=r"cleaning check sloppy: decision \['removed'\] is not one of"):
+        run_checks(CheckContext(rows, [], ValidateParams()), [Sloppy()])

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from imgpipe.contracts import ITEM_ID
+from imgpipe.contracts import ITEM_ID, REVIEW_COLUMNS
 from imgpipe.validate.checks import registered_checks
 from imgpipe.validate.checks.base import DECISIONS, Check, CheckContext, empty_findings
 from imgpipe.validate.duplicates import component_groups
@@ -44,6 +44,16 @@ class ChecksOutcome:
     ran: list[str] = field(default_factory=list)  # names of the checks that ran, in order
 
 
+def _check_result(check: Check, result) -> None:
+    """A plug-in's mistake named at its source, not as a KeyError three functions later."""
+    missing = [c for c in REVIEW_COLUMNS if c not in result.findings.columns]
+    if missing:
+        raise ValueError(f"cleaning check {check.name}: findings lack {', '.join(missing)} (use findings_frame)")
+    odd = set(result.findings["decision"].dropna().unique().tolist()) - set(DECISIONS)
+    if odd:
+        raise ValueError(f"cleaning check {check.name}: decision {sorted(odd)} is not one of {', '.join(DECISIONS)}")
+
+
 def run_checks(ctx: CheckContext, checks: list[Check] | None = None) -> ChecksOutcome:
     checks = registered_checks() if checks is None else checks
     n = len(ctx.rows)
@@ -55,6 +65,7 @@ def run_checks(ctx: CheckContext, checks: list[Check] | None = None) -> ChecksOu
             if not check.enabled(ctx.cfg) or (check.needs_pixels and not ctx.has_pixels):
                 continue
             result = check.run(ctx)
+            _check_result(check, result)
             out.ran.append(check.name)
             for value in (*check.writes, *result.findings["check"].unique().tolist()):
                 out.review_order.setdefault(str(value), check.order)
