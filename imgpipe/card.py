@@ -30,6 +30,30 @@ HASH_SPEC = "sha256 over 'item_id\\tpixel_sha256\\tlabel\\tsplit\\n' per image, 
 SOURCE_FIELDS = ("source", "kind", "url", "final_url", "sha256", "size_bytes")
 
 
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".gz", ".csv", ".tsv", ".jsonl", ".parquet", ".txt")
+
+
+def dataset_name(source: dict) -> str:
+    """The card's title: the source's name (``digits``, ``cifar10``), or for an archive, folder or
+    URL list its file name without the extension (``https://host/x/photos.tar.gz`` -> ``photos``)."""
+    from urllib.parse import urlparse
+
+    text = str(source.get("source") or "").strip()
+    if text.startswith("urls:"):
+        text = text[len("urls:"):]
+    if "/" in text or "\\" in text:
+        path = urlparse(text).path if "://" in text else text
+        text = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        stripped = True
+        while stripped:  # list.csv.gz -> list
+            stripped = False
+            for suffix in ARCHIVE_SUFFIXES:
+                if text.lower().endswith(suffix) and len(text) > len(suffix):
+                    text, stripped = text[: -len(suffix)], True
+                    break
+    return text or "dataset"
+
+
 def content_hash(rows: Iterable[tuple[str, str, str, str]]) -> str:
     """sha256 of the dataset's identity lines (see the module docstring), hex."""
     digest = hashlib.sha256()

@@ -69,6 +69,11 @@ def test_source_fixed_test_split_keeps_its_images_and_training_copies_leave(tmp_
     assert set(leak["decision"]) == {"dropped"}
     assert not set(leak["item_id"]) & set(data["item_id"])
     assert result.quality["leakage_removed"] == 3
+    # Each member's own wording: the training copies say what they duplicate, the test originals do not.
+    groups = result.review[result.review["group_id"].isin(set(leak["group_id"]))]
+    says = {i: "duplicates a source-test image" in d for i, d in zip(groups["item_id"], groups["detail"], strict=True)}
+    assert says == {"img/000.png": True, "img/001.png": True, "img/002.png": True,
+                    "img/060.png": False, "img/061.png": False, "img/062.png": False}
     _assert_no_leak(result, by_id)
 
 

@@ -7,9 +7,11 @@ imports below are the list of checks (plain imports, so the dvc.yaml deps test s
 
 from __future__ import annotations
 
-from imgpipe.validate.checks.base import REGISTRY, Check, CheckContext, CheckResult, register
-
 # -- one import per check module (each registers its checks) ---------------------------------------
+import imgpipe.validate.checks.duplicates  # noqa: F401
+import imgpipe.validate.checks.label_issues  # noqa: F401
+import imgpipe.validate.checks.outliers  # noqa: F401
+from imgpipe.validate.checks.base import REGISTRY, Check, CheckContext, CheckResult, register
 
 
 def registered_checks() -> list[Check]:
