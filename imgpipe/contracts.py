@@ -34,6 +34,12 @@ LABELS_FILE = "labels.parquet"
 CLASSES_FILE = "classes.json"
 LABEL_ISSUES_FILE = "issues.parquet"
 ANNOTATORS_FILE = "annotators.json"  # annotator agreement report (several annotators per image)
+BOXES_FILE = "boxes.parquet"  # labels.task detection: BOX_COLUMNS, one row per box
+# Pixels of the original image, top-left origin, max exclusive; flags False when the format has none.
+BOX_COLUMNS = {"item_id": "string", "box_id": "int32", "label": "string", "xmin": "float64", "ymin": "float64",
+               "xmax": "float64", "ymax": "float64", "image_width": "int32", "image_height": "int32",
+               "annotator": "string", "difficult": "bool", "truncated": "bool", "iscrowd": "bool",
+               "source_split": "string"}
 
 # -- data/validated (validate) ---------------------------------------------------------------------
 DATASET_FILE = "dataset.parquet"

@@ -174,6 +174,10 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
     with up to five examples, the chosen format, class and labelled counts.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if cfg.task == "detection":  # boxes: imgpipe/labels/boxes
+        from imgpipe.labels.boxes.load import import_detection
+
+        return import_detection(raw_dir, out_dir, cfg)
     info = SourceInfo.read(raw_dir)
     with tempfile.TemporaryDirectory(prefix="imgpipe-labels-") as fetch_dir:
         source = choose_source(raw_dir, info, cfg, Path(fetch_dir), download_cfg)
