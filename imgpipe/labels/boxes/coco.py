@@ -29,7 +29,8 @@ def _is_coco(path: Path) -> bool:
         head = path.read_text(errors="replace")[:4096]
     except OSError:
         return False
-    return '"images"' in head or '"annotations"' in head or '"categories"' in head
+    # a COCO file is one object; a Label Studio export is a list
+    return head.lstrip().startswith("{") and ('"images"' in head or '"annotations"' in head)
 
 
 def split_of_file(path: Path) -> str:
