@@ -102,3 +102,13 @@ def test_pairs_and_zero_union_iou():
     assert list(zip(i, j, strict=True)) == [(0, 1), (0, 2), (1, 2), (4, 5)]
     boxes = pd.DataFrame({"xmin": [0.0, 0.0], "ymin": [0.0, 0.0], "xmax": [0.0, 0.0], "ymax": [0.0, 0.0]})
     assert pair_iou(boxes, np.array([0]), np.array([1])).tolist() == [0.0]
+
+
+def test_crops_of_one_image_share_a_split():
+    check = next(c for c in registered_checks() if c.name == "box_count")
+    ctx = context(None, crops=True, cfg=ValidateParams(boxes={"min_class_boxes": 0}))
+    a, b = check.run(ctx).same_split
+    names = ctx.rows["item_id"].to_numpy()
+    assert sorted(zip(names[a], names[b], strict=True)) == [
+        ("a.png#box0", "a.png#box1"), ("a.png#box1", "a.png#box2"), ("b.png#box0", "b.png#box1"),
+        ("b.png#box1", "b.png#box2"), ("c.png#box0", "c.png#box1")]

@@ -265,7 +265,16 @@ class BoxCount(BoxCheck):
                                         self.decision(ctx), detail=detail))
         found = pd.concat(parts, ignore_index=True) if parts else empty_findings()
         return CheckResult(found, {"box_count_found": int(len(found))},
-                           detail={"boxes_per_class": dict(zip(per_class["class"], per_class["boxes"], strict=True))})
+                           detail={"boxes_per_class": dict(zip(per_class["class"], per_class["boxes"], strict=True))},
+                           same_split=crop_groups(ctx.rows[ITEM_ID]) if crops else None)
+
+
+def crop_groups(item_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of row positions that must share a split: the crops of one image, chained."""
+    image = item_ids.str.replace(r"#box\d+$", "", regex=True).to_numpy()
+    order = np.argsort(image, kind="stable")
+    same = image[order][1:] == image[order][:-1]
+    return order[:-1][same], order[1:][same]
 
 
 def class_bound_failures(per_class: pd.DataFrame, minimum: int) -> list[tuple[str, int]]:
