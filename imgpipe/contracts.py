@@ -40,6 +40,10 @@ BOX_COLUMNS = {"item_id": "string", "box_id": "int32", "label": "string", "xmin"
                "xmax": "float64", "ymax": "float64", "image_width": "int32", "image_height": "int32",
                "annotator": "string", "difficult": "bool", "truncated": "bool", "iscrowd": "bool",
                "source_split": "string"}
+# What preprocess cuts (labels.detection.crops): the kept boxes' geometry only, so a flag or
+# annotator edit leaves its hash, and the crops, as they were. Empty when there is nothing to cut.
+CROPS_FILE = "crops.parquet"
+CROP_COLUMNS = ("item_id", "box_id", "xmin", "ymin", "xmax", "ymax", "source_split")
 
 # -- data/validated (validate) ---------------------------------------------------------------------
 DATASET_FILE = "dataset.parquet"

@@ -20,10 +20,10 @@ def main() -> None:
         labels = load("labels", LabelsParams)
         crops = None
         if labels.task == "detection" and labels.detection.crops:
-            from imgpipe.contracts import BOXES_FILE
+            from imgpipe.contracts import CROPS_FILE
             from imgpipe.preprocess.crops import crop_plan
 
-            crops = crop_plan(paths.labels / BOXES_FILE)
+            crops = crop_plan(paths.labels / CROPS_FILE)
         summary = preprocess_images(paths.raw, paths.preprocessed, cfg, crops=crops,
                                     crop_padding=labels.detection.crop_padding)
         write_json(PREPROCESS_METRICS, metrics(summary))

@@ -18,7 +18,15 @@ from pathlib import Path
 import pandas as pd
 
 from imgpipe import arrayfiles
-from imgpipe.contracts import ANNOTATORS_FILE, BOXES_FILE, CLASSES_FILE, LABEL_ISSUES_FILE, LABELS_FILE
+from imgpipe.contracts import (
+    ANNOTATORS_FILE,
+    BOXES_FILE,
+    CLASSES_FILE,
+    CROP_COLUMNS,
+    CROPS_FILE,
+    LABEL_ISSUES_FILE,
+    LABELS_FILE,
+)
 from imgpipe.errors import LabelError, PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.labels.boxes.table import empty_table
@@ -202,7 +210,8 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         write_json(tmp / CLASSES_FILE, {"classes": classes})
         write_parquet(result.issues, tmp / LABEL_ISSUES_FILE)
         write_json(tmp / ANNOTATORS_FILE, result.annotators)
-        write_parquet(empty_table(), tmp / BOXES_FILE)  # no boxes: preprocess depends on this file
+        write_parquet(empty_table(), tmp / BOXES_FILE)  # no boxes
+        write_parquet(empty_table()[list(CROP_COLUMNS)], tmp / CROPS_FILE)  # preprocess depends on it
 
     labelled = len(result.labels)
     metrics = {

@@ -37,7 +37,7 @@ def crop_item_id(item_id: str, box_id: int) -> str:
 
 
 def crop_plan(boxes_path: Path | str) -> dict[str, tuple[CropBox, ...]]:
-    """image item_id -> its boxes in box_id order, from the labels stage's box table."""
+    """image item_id -> its boxes in box_id order, from the labels stage's ``crops.parquet``."""
     from imgpipe.contracts import read_table
 
     boxes = read_table(boxes_path, "labels")

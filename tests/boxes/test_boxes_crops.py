@@ -9,7 +9,7 @@ import pandas as pd
 from boxkit import CLASSES, IMAGES, make_raw
 from PIL import Image
 
-from imgpipe.contracts import BOXES_FILE, MANIFEST_FILE, REJECTS_FILE
+from imgpipe.contracts import CROPS_FILE, MANIFEST_FILE, REJECTS_FILE
 from imgpipe.export.boxes import write_voc
 from imgpipe.labels.boxes.load import import_detection
 from imgpipe.params.labels import LabelsParams
@@ -34,7 +34,7 @@ def test_crops_are_cut_from_the_original_then_resized(tmp_path):
     write_voc(table, table.drop_duplicates("item_id"), CLASSES, raw / "files" / "voc")
     labels = tmp_path / "labels"
     import_detection(raw, labels, LabelsParams(task="detection", detection={"crops": True}))
-    plan = crop_plan(labels / BOXES_FILE)
+    plan = crop_plan(labels / CROPS_FILE)
     cfg = PreprocessParams(size=(8, 8), workers=1)
     out = tmp_path / "pre"
     preprocess_images(raw, out, cfg, progress=False, crops=plan, crop_padding=0.1)

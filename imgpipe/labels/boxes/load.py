@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imgpipe.contracts import ANNOTATORS_FILE, BOXES_FILE, CLASSES_FILE, LABEL_ISSUES_FILE, LABELS_FILE
+from imgpipe.contracts import (
+    ANNOTATORS_FILE,
+    BOXES_FILE,
+    CLASSES_FILE,
+    CROP_COLUMNS,
+    CROPS_FILE,
+    LABEL_ISSUES_FILE,
+    LABELS_FILE,
+)
 from imgpipe.errors import LabelError
 from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.labels.boxes.coco import read_coco
@@ -91,7 +99,7 @@ def _box_source(raw_dir: Path, cfg: LabelsParams) -> tuple[Path, str]:
     path_text = cfg.path.strip()
     if path_text:
         return Path(path_text), path_text
-    return Path(raw_dir) / FILES_DIR, FILES_DIR
+    return Path(raw_dir) / FILES_DIR, f"<raw>/{FILES_DIR}"
 
 
 def label_rows(boxes: pd.DataFrame, classes: list[str], crops: bool, label_source: str) -> pd.DataFrame:
@@ -129,6 +137,8 @@ def import_detection(raw_dir: Path, out_dir: Path, cfg: LabelsParams) -> dict:
     with atomic_dir(out_dir) as tmp:
         write_parquet(labels, tmp / LABELS_FILE)
         write_parquet(boxes, tmp / BOXES_FILE)
+        crops = boxes if cfg.detection.crops else boxes.iloc[:0]
+        write_parquet(crops[list(CROP_COLUMNS)].reset_index(drop=True), tmp / CROPS_FILE)
         write_json(tmp / CLASSES_FILE, {"classes": classes})
         write_parquet(issues, tmp / LABEL_ISSUES_FILE)
         write_json(tmp / ANNOTATORS_FILE, {"vote": cfg.vote, "annotators": [], "images_with_votes": 0,
