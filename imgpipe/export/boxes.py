@@ -13,6 +13,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
 
 from imgpipe.io import atomic_dir, dumps_json
@@ -145,3 +146,54 @@ def write_label_studio(boxes: pd.DataFrame, images: pd.DataFrame, classes: list[
 
 
 BOX_WRITERS = {"voc": write_voc, "coco": write_coco, "yolo": write_yolo, "label-studio": write_label_studio}
+
+
+BOX_CHECK_PREFIX = "box_"
+REMOVED = ("dropped", "quarantined")
+
+
+def validated_boxes(boxes: pd.DataFrame, dataset: pd.DataFrame, review: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(boxes, images)`` after the checks' decisions: a box stays when its item (the crop item
+    ``<image>#box<id>``, or the image) is in the validated dataset and no box check dropped or
+    quarantined it; kept boxes are clipped to their image (``box_outside`` kept them)."""
+    names = boxes["item_id"].astype(str) + "#box" + boxes["box_id"].astype(str)
+    kept_items = set(dataset["item_id"])
+    crops = dataset["item_id"].str.contains("#box", regex=False).any()
+    keep = names.isin(kept_items) if crops else boxes["item_id"].isin(kept_items)
+    removed = review[review["check"].str.startswith(BOX_CHECK_PREFIX) & review["decision"].isin(REMOVED)]
+    keep &= ~names.isin(set(removed["group_id"]) | set(removed["item_id"]))
+    out = boxes[keep].copy()
+    for lo, hi, size in (("xmin", "xmax", "image_width"), ("ymin", "ymax", "image_height")):
+        for col in (lo, hi):
+            out[col] = out[col].clip(lower=0.0, upper=out[size].astype(np.float64))
+    out = out.reset_index(drop=True)
+    if crops:
+        images = images_of(out)
+    else:  # every validated image, with or without boxes (sizes from the box table or the manifest)
+        sizes = boxes.drop_duplicates("item_id").set_index("item_id")
+        listed = dataset.drop_duplicates("item_id").sort_values("item_id")
+        width = listed["item_id"].map(sizes["image_width"]).fillna(listed.get("orig_width", 0))
+        height = listed["item_id"].map(sizes["image_height"]).fillna(listed.get("orig_height", 0))
+        split = listed["item_id"].map(sizes["source_split"]).fillna("")
+        images = pd.DataFrame({"item_id": listed["item_id"].to_numpy(), "image_width": width.astype(int).to_numpy(),
+                               "image_height": height.astype(int).to_numpy(), "source_split": split.to_numpy()})
+    return out, images
+
+
+def export_validated(fmt: str, labels_dir: Path, validated_dir: Path, out_dir: Path) -> dict:
+    from imgpipe import contracts as c
+
+    if fmt not in BOX_WRITERS:
+        raise ValueError(f"unknown box export format {fmt!r}")
+    boxes = c.read_table(Path(labels_dir) / c.BOXES_FILE, "labels")
+    if boxes.empty:
+        from imgpipe.errors import PipelineError
+
+        raise PipelineError(f"{Path(labels_dir) / c.BOXES_FILE}: no boxes to export (labels.task is not detection?)")
+    dataset = c.read_table(Path(validated_dir) / c.DATASET_FILE, "validate")
+    review_path = Path(validated_dir) / c.REVIEW_FILE
+    review = c.read_table(review_path, "validate") if review_path.exists() else pd.DataFrame(
+        {"item_id": [], "check": [], "decision": [], "group_id": []}, dtype="str")
+    kept, images = validated_boxes(boxes, dataset, review)
+    summary = BOX_WRITERS[fmt](kept, images, c.read_classes(labels_dir), Path(out_dir))
+    return {**summary, "left_out": len(boxes) - len(kept)}

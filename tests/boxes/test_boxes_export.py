@@ -49,3 +49,34 @@ def test_import_of_export_is_the_same_table(tmp_path, fmt):
         if fmt != "label-studio":
             assert result.images_without_boxes == ["val/empty.png"]
     assert images_of(table)["item_id"].tolist() == sorted(set(table["item_id"]))
+
+
+def test_export_writes_the_validated_boxes(tmp_path, capsys):
+    from imgpipe.cli import main
+    from imgpipe.io import write_json, write_parquet
+
+    table = random_table(per_image=2)
+    table.loc[0, "xmax"] = 99.0  # outside its 40-px image: kept (flagged) and clipped on export
+    labels, validated = tmp_path / "data/labels", tmp_path / "data/validated"
+    labels.mkdir(parents=True)
+    validated.mkdir(parents=True)
+    write_parquet(table, labels / "boxes.parquet")
+    write_json(labels / "classes.json", {"classes": CLASSES})
+    write_parquet(pd.DataFrame({"item_id": ["train/a.png", "train/b.png", "val/empty.png"]}),
+                  validated / "dataset.parquet")  # val/c.png quarantined
+    write_parquet(pd.DataFrame({"item_id": ["train/b.png", "train/a.png"], "check": ["box_tiny", "box_outside"],
+                                "decision": ["dropped", "flagged"], "group_id": ["train/b.png#box1", "train/a.png#box0"]}),
+                  validated / "review.parquet")
+    (tmp_path / "params.yaml").write_text(
+        f"paths:\n  labels: {labels}\n  validated: {validated}\n")
+    out = tmp_path / "coco"
+    assert main(["export", "--format", "coco", "--out", str(out), "--params", str(tmp_path / "params.yaml")]) == 0
+    assert "3 boxes on 3 images as coco" in capsys.readouterr().out
+    raw = make_raw(tmp_path / "raw")
+    result, _, _ = box_table(raw, out, "auto", str(out), LabelsParams(task="detection"))
+    got = result.boxes
+    assert list(zip(got["item_id"], got["box_id"], strict=True)) == [
+        ("train/a.png", 0), ("train/a.png", 1), ("train/b.png", 0)]
+    assert got.loc[0, "xmax"] == 40.0
+    assert result.images_without_boxes == ["val/empty.png"]
+    assert main(["export", "--format", "coco", "--out", str(out), "--params", str(tmp_path / "params.yaml")]) == 1
