@@ -21,8 +21,12 @@ def main() -> None:
             expectations=c.read_json_output(paths.validated / c.EXPECTATIONS_FILE, "validate"),
         )
         with atomic_dir(paths.card) as tmp:
+            from imgpipe.boxcard import box_section  # detection labels: box figures
+
+            boxes, box_md = box_section(paths.labels, paths.validated, tmp, card["classes"])
+            card.update({"boxes": boxes} if boxes else {})
             (tmp / CARD_JSON).write_text(dumps_json(card))
-            (tmp / CARD_MD).write_text(render_markdown(card))
+            (tmp / CARD_MD).write_text(render_markdown(card) + box_md)
         return {
             "images": card["images"],
             "splits": card["split_totals"],

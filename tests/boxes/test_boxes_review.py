@@ -8,8 +8,8 @@ import pandas as pd
 from boxkit import CLASSES, make_raw
 from test_boxes_export import random_table
 
+from imgpipe.export.boxes_review import ANNOTATOR, box_tasks, rectangle_config
 from imgpipe.labels.boxes.load import box_table
-from imgpipe.labels.boxes.review import ANNOTATOR, box_tasks, rectangle_config
 from imgpipe.params.labels import LabelsParams
 
 
