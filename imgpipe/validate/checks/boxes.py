@@ -35,16 +35,33 @@ def crop_item_id(item_id: str, box_id: int) -> str:
 
 def located_boxes(ctx: CheckContext) -> pd.DataFrame:
     """The boxes with ``pos``, the ``ctx.rows`` position of their item, and ``name`` (the crop id);
-    boxes of items not in ``ctx.rows`` are left out. Sorted by image, then box id."""
+    boxes of items not in ``ctx.rows`` are left out. Sorted by image, then box id. Computed once
+    per context and shared by the box checks."""
+    cached = getattr(ctx, "_located_boxes", None)
+    if cached is not None and cached[0] is ctx.tables.get(BOXES_TABLE) and cached[1] is ctx.rows:
+        return cached[2]
+    located = _locate(ctx)
+    ctx._located_boxes = (ctx.tables.get(BOXES_TABLE), ctx.rows, located)
+    return located
+
+
+def _sides_text(hit: pd.DataFrame) -> list[str]:
+    w, h = box_sides(hit)
+    return [f"{wi:g} x {hi:g} px" for wi, hi in zip(w, h, strict=True)]
+
+
+def _locate(ctx: CheckContext) -> pd.DataFrame:
     boxes = ctx.tables.get(BOXES_TABLE)
     if boxes is None or boxes.empty or ctx.rows.empty:
         return pd.DataFrame(columns=["item_id", "box_id", "label", "xmin", "ymin", "xmax", "ymax", "image_width",
                                      "image_height", "pos", "name"])
-    index = pd.Series(np.arange(len(ctx.rows)), index=ctx.rows[ITEM_ID].to_numpy())
+    index = pd.Series(np.arange(len(ctx.rows)), index=ctx.rows[ITEM_ID].to_numpy(dtype=object))
     index = index[~index.index.duplicated()]
-    names = boxes["item_id"].astype(str) + "#box" + boxes["box_id"].astype(str)
+    item = boxes["item_id"].to_numpy(dtype=object)
+    names = pd.Series([f"{i}#box{b}" for i, b in zip(item, boxes["box_id"].to_numpy(), strict=True)],
+                      index=boxes.index, dtype=object)
     pos = names.map(index)
-    pos = pos.fillna(boxes["item_id"].map(index))
+    pos = pos.fillna(pd.Series(item, index=boxes.index, dtype=object).map(index))
     out = boxes.assign(pos=pos, name=names)
     out = out[out["pos"].notna()].astype({"pos": np.int64})
     return out.sort_values(["item_id", "box_id"], kind="stable").reset_index(drop=True)
@@ -91,9 +108,10 @@ class BoxCheck(Check):
                  suggested="") -> pd.DataFrame:
         hit = boxes[mask]
         pick = lambda v: v[mask] if isinstance(v, np.ndarray) else v  # noqa: E731
+        detail = detail(hit) if callable(detail) else pick(detail)  # text only for the boxes found
         return findings_frame(ctx.rows, hit["pos"].to_numpy(), self.name, pick(score),
                               pick(decision) if decision is not None else self.decision(ctx),
-                              group=hit["name"].tolist(), suggested=pick(suggested), detail=pick(detail))
+                              group=hit["name"].tolist(), suggested=pick(suggested), detail=detail)
 
     def run(self, ctx: CheckContext) -> CheckResult:
         boxes = located_boxes(ctx)
@@ -116,8 +134,7 @@ class BoxEmpty(BoxCheck):
     def find(self, ctx, boxes):
         w, h = box_sides(boxes)
         mask = (w <= 0) | (h <= 0)
-        detail = np.asarray([f"{wi:g} x {hi:g} px" for wi, hi in zip(w, h, strict=True)], dtype=object)
-        return self.findings(ctx, boxes, mask, np.minimum(w, h), detail)
+        return self.findings(ctx, boxes, mask, np.minimum(w, h), _sides_text)
 
 
 @register
@@ -136,8 +153,11 @@ class BoxOutside(BoxCheck):
                   * np.clip(np.minimum(y1, height) - np.maximum(y0, 0), 0, None))
         # score: the share of the box outside the image (1 = wholly outside)
         outside = np.divide(area - inside, area, out=np.ones_like(area), where=area > 0)
-        detail = np.asarray([f"box ({a:g}, {b:g})-({c:g}, {d:g}) on a {int(w)} x {int(h)} image"
-                             for a, b, c, d, w, h in zip(x0, y0, x1, y1, width, height, strict=True)], dtype=object)
+        def detail(hit):
+            return [f"box ({a:g}, {b:g})-({c:g}, {d:g}) on a {int(w)} x {int(h)} image" for a, b, c, d, w, h in
+                    zip(hit["xmin"], hit["ymin"], hit["xmax"], hit["ymax"], hit["image_width"], hit["image_height"],
+                        strict=True)]
+
         return self.findings(ctx, boxes, mask, outside, detail)
 
 
@@ -152,8 +172,7 @@ class BoxTiny(BoxCheck):
         w, h = box_sides(boxes)
         side = np.minimum(w, h)
         mask = (side > 0) & (side < self.params(ctx.cfg).min_side)  # empty boxes are box_empty's
-        detail = np.asarray([f"{wi:g} x {hi:g} px" for wi, hi in zip(w, h, strict=True)], dtype=object)
-        return self.findings(ctx, boxes, mask, side, detail)
+        return self.findings(ctx, boxes, mask, side, _sides_text)
 
 
 @register
@@ -168,14 +187,13 @@ class BoxAspect(BoxCheck):
         ok = (w > 0) & (h > 0)
         aspect = np.divide(np.maximum(w, h), np.minimum(w, h), out=np.ones_like(w), where=ok)
         mask = ok & (aspect > self.params(ctx.cfg).max_aspect)
-        detail = np.asarray([f"{wi:g} x {hi:g} px" for wi, hi in zip(w, h, strict=True)], dtype=object)
-        return self.findings(ctx, boxes, mask, aspect, detail)
+        return self.findings(ctx, boxes, mask, aspect, _sides_text)
 
 
 def _overlaps(boxes: pd.DataFrame, same_class: bool, threshold: float):
     """Pairs of one image whose IoU is above ``threshold``, of the same or of different classes."""
-    i, j = same_image_pairs(boxes["item_id"].to_numpy())
-    labels = boxes["label"].to_numpy()
+    i, j = same_image_pairs(boxes["item_id"].to_numpy(dtype=object))
+    labels = boxes["label"].to_numpy(dtype=object)
     keep = (labels[i] == labels[j]) if same_class else (labels[i] != labels[j])
     i, j = i[keep], j[keep]
     iou = pair_iou(boxes, i, j)
@@ -200,7 +218,8 @@ class BoxDuplicate(BoxCheck):
         score = np.zeros(len(boxes))
         score[best["j"].to_numpy()] = best["iou"].to_numpy()
         detail = np.full(len(boxes), "", dtype=object)
-        detail[best["j"].to_numpy()] = [f"IoU {v:.3f} with box {boxes['box_id'].iat[k]} of the same class"
+        ids = boxes["box_id"].to_numpy()
+        detail[best["j"].to_numpy()] = [f"IoU {v:.3f} with box {ids[k]} of the same class"
                                         for v, k in zip(best["iou"], best["i"], strict=True)]
         return self.findings(ctx, boxes, mask, score, detail)
 
@@ -221,10 +240,11 @@ class BoxConflict(BoxCheck):
         mask[pairs["box"].to_numpy()] = True
         score, suggested = np.zeros(len(boxes)), np.full(len(boxes), "", dtype=object)
         detail = np.full(len(boxes), "", dtype=object)
-        labels = boxes["label"].to_numpy()
+        labels = boxes["label"].to_numpy(dtype=object)
         score[pairs["box"].to_numpy()] = pairs["iou"].to_numpy()
         suggested[pairs["box"].to_numpy()] = labels[pairs["other"].to_numpy()]
-        detail[pairs["box"].to_numpy()] = [f"IoU {v:.3f} with box {boxes['box_id'].iat[o]} ({labels[o]})"
+        ids = boxes["box_id"].to_numpy()
+        detail[pairs["box"].to_numpy()] = [f"IoU {v:.3f} with box {ids[o]} ({labels[o]})"
                                            for v, o in zip(pairs["iou"], pairs["other"], strict=True)]
         return self.findings(ctx, boxes, mask, score, detail, suggested=suggested)
 
