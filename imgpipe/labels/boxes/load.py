@@ -97,6 +97,9 @@ def box_table(raw_dir: Path, path: Path, fmt: str, name: str, cfg: LabelsParams,
 
 def _box_source(raw_dir: Path, cfg: LabelsParams) -> tuple[Path, str]:
     path_text = cfg.path.strip()
+    if path_text.lower().startswith(("http://", "https://", "s3://")):
+        raise LabelError(f"{path_text}: labels.task detection reads a local box file or folder (VOC and YOLO "
+                         "are folders); download it into annotations/ and point labels.path there")
     if path_text:
         return Path(path_text), path_text
     return Path(raw_dir) / FILES_DIR, f"<raw>/{FILES_DIR}"
