@@ -112,3 +112,18 @@ def test_crops_of_one_image_share_a_split():
     assert sorted(zip(names[a], names[b], strict=True)) == [
         ("a.png#box0", "a.png#box1"), ("a.png#box1", "a.png#box2"), ("b.png#box0", "b.png#box1"),
         ("b.png#box1", "b.png#box2"), ("c.png#box0", "c.png#box1")]
+
+
+def test_draw_boxes_on_a_sheet_tile():
+    from PIL import Image
+
+    from imgpipe.validate.checks.boxes import draw_boxes
+
+    boxes = table()
+    tile = draw_boxes(Image.new("RGB", (50, 25)), boxes[boxes["item_id"] == "a.png"], highlight={0})
+    pixels = np.asarray(tile)
+    assert tuple(pixels[12, 19]) == (255, 220, 0)  # the right edge (x 40 -> 19 at half scale); box 0 under
+    assert tuple(pixels[12, 12]) == (0, 0, 0)  # inside stays untouched
+    tile = draw_boxes(Image.new("RGB", (50, 25)), boxes[boxes["item_id"] == "b.png"], highlight={1})
+    pixels = np.asarray(tile)
+    assert tuple(pixels[20, 45]) == (255, 0, 0)  # the outside box, clipped to the tile, in red

@@ -310,3 +310,21 @@ def class_bound_failures(per_class: pd.DataFrame, minimum: int) -> list[tuple[st
     outcome = run_suite(per_class, suite, {"min_class_boxes": minimum}, "validate.boxes")[0]
     rows = per_class.iloc[outcome.failing_rows]
     return list(zip(rows["class"], rows["boxes"].astype(int), strict=True))
+
+
+def draw_boxes(tile, boxes: pd.DataFrame, highlight: set[int] = frozenset()):
+    """A contact-sheet tile (PIL image of the stored, stretched pixels) with ``boxes`` of its
+    image drawn, scaled from original pixels; boxes whose id is in ``highlight`` in red, the
+    others in yellow. For the review sheets of image items (a crop item is its box already)."""
+    from PIL import ImageDraw
+
+    tile = tile.convert("RGB")
+    draw = ImageDraw.Draw(tile)
+    tw, th = tile.size
+    for box in boxes.itertuples(index=False):
+        sx, sy = tw / max(int(box.image_width), 1), th / max(int(box.image_height), 1)
+        x0, y0 = max(0.0, box.xmin * sx), max(0.0, box.ymin * sy)
+        x1, y1 = min(tw - 1.0, box.xmax * sx - 1), min(th - 1.0, box.ymax * sy - 1)
+        if x1 >= x0 and y1 >= y0:
+            draw.rectangle((x0, y0, x1, y1), outline=(255, 0, 0) if box.box_id in highlight else (255, 220, 0))
+    return tile
