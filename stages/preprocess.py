@@ -25,7 +25,8 @@ def main() -> None:
 
             crops = crop_plan(paths.labels / CROPS_FILE)
         summary = preprocess_images(paths.raw, paths.preprocessed, cfg, crops=crops,
-                                    crop_padding=labels.detection.crop_padding)
+                                    crop_padding=labels.detection.crop_padding,
+                                    crop_cache=labels.detection.cache_dir or None)
         write_json(PREPROCESS_METRICS, metrics(summary))
         return summary
 

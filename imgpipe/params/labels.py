@@ -28,6 +28,7 @@ LabelFormat = Literal[
 class DetectionParams(Section):
     crops: bool = False  # each box becomes a classification item <image item_id>#box<box_id>
     crop_padding: float = Field(0.1, ge=0, le=2)  # share of the box side added on each side before the crop
+    cache_dir: str = ".cache/crops"  # crops already cut, by content (a box edit recuts only that box); "" = off
 
 
 class LabelsParams(Section):

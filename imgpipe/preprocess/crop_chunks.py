@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from imgpipe.preprocess import decode, features
-from imgpipe.preprocess.crops import crop_item_id, decode_crops
+from imgpipe.preprocess.crops import CropCache, crop_item_id
 from imgpipe.preprocess.pipeline import META_COLUMNS, Chunk, ChunkResult, read_bytes
 from imgpipe.rawdata import PackReader
 
@@ -20,11 +20,12 @@ def process_crop_chunk(chunk: Chunk, cfg) -> ChunkResult:
     files_dir = chunk.files_dir
     assert files_dir is not None and chunk.crops is not None
     packs = PackReader(os.path.dirname(files_dir))
+    cache = CropCache(chunk.crop_cache, cfg, chunk.crop_padding)
     try:
         for item, boxes in zip(chunk.items, chunk.crops, strict=True):
             try:
                 data = packs.read(item) if item.pack is not None else read_bytes(os.path.join(files_dir, item.file))
-                original, cut = decode_crops(data, boxes, cfg, chunk.crop_padding, os.path.splitext(item.file)[1])
+                original, cut = cache.crops(data, boxes, cfg, chunk.crop_padding, os.path.splitext(item.file)[1])
             except decode.Reject as exc:
                 rejects += [(crop_item_id(item.item_id, b.box_id), item.file, str(exc)) for b in boxes]
                 continue

@@ -73,17 +73,107 @@ def decode_crops(data: bytes, boxes: tuple[CropBox, ...], cfg, padding: float, s
     im = decode.to_mode(im, cfg.mode, cfg.background)
     width, height = im.size
     original = decode.Original(width, height, mode, fmt)
-    out = []
+    found = {}
     for box in boxes:
         region = padded_region(box, padding, width, height)
         if region is None:
-            out.append((box, decode.Reject(EMPTY_CROP, f"box {box.box_id} ({box.xmin:g}, {box.ymin:g})-"
-                                                      f"({box.xmax:g}, {box.ymax:g}) has no pixels inside "
-                                                      f"the {width}x{height} image")))
             continue
         crop = im.crop(region)
         resized = decode.resize(crop, cfg.size, cfg.resize, cfg.background)
         h, w = cfg.size
-        pixels = np.frombuffer(resized.tobytes(), dtype=np.uint8).reshape(h, w, cfg.channels)
-        out.append((box, (pixels, region)))
-    return original, out
+        found[box.box_id] = (np.frombuffer(resized.tobytes(), dtype=np.uint8).reshape(h, w, cfg.channels), region)
+    return original, _with_rejects(boxes, found, original, padding)
+
+
+class CropCache:
+    """Crops already cut, by content: one ``.npy`` per box under ``labels.detection.cache_dir``
+    (outside DVC's outputs, like the download cache), keyed by sha256 of the image bytes, the
+    box's geometry and every setting that shapes the pixels. When DVC reruns preprocess after a
+    box edit, only the changed boxes are cut again, and an image is decoded only if one of its
+    boxes is missing. The cached pixels are the ones the cut produced, so the outputs are the
+    same bytes with or without the cache. ``None`` directory = off."""
+
+    def __init__(self, directory: str | None, cfg, padding: float) -> None:
+        self.directory = Path(directory) if directory else None
+        h, w = cfg.size
+        self.setting = f"{cfg.mode}|{h}x{w}|{cfg.resize}|{tuple(cfg.background)}|{cfg.max_pixels}|{padding!r}"
+        self.hits = self.misses = 0
+
+    def _key(self, digest: str, box: CropBox | None) -> Path:
+        import hashlib
+
+        geometry = "image" if box is None else f"{box.xmin!r},{box.ymin!r},{box.xmax!r},{box.ymax!r}"
+        key = hashlib.sha256(f"{digest}|{self.setting}|{geometry}".encode()).hexdigest()
+        assert self.directory is not None
+        return self.directory / key[:2] / f"{key}.npy"
+
+    def crops(self, data: bytes, boxes: tuple[CropBox, ...], cfg, padding: float, suffix: str | None = None):
+        """Like :func:`decode_crops`, through the cache."""
+        if self.directory is None:
+            return decode_crops(data, boxes, cfg, padding, suffix)
+        import hashlib
+
+        digest = hashlib.sha256(data).hexdigest()
+        facts = self._load(self._key(digest, None))
+        found = {}
+        if facts is not None:
+            for box in boxes:
+                region = padded_region(box, padding, int(facts[0]), int(facts[1]))
+                if region is None:
+                    continue
+                pixels = self._load(self._key(digest, box))
+                if pixels is not None:
+                    found[box.box_id] = (pixels, region)
+        wanted = [b for b in boxes if padded_region(b, padding, int(facts[0]), int(facts[1])) is not None] \
+            if facts is not None else None
+        if wanted is not None and all(b.box_id in found for b in wanted):
+            self.hits += len(wanted)
+            original = decode.Original(int(facts[0]), int(facts[1]), _text(facts[2:6]), _text(facts[6:]))
+            return original, _with_rejects(boxes, found, original, padding)
+        original, cut = decode_crops(data, boxes, cfg, padding, suffix)
+        self.misses += sum(1 for b, result in cut if not isinstance(result, decode.Reject) and b.box_id not in found)
+        self.hits += sum(1 for b in found)
+        self._save(self._key(digest, None), np.asarray(
+            [original.width, original.height, *_codes(original.mode, 4), *_codes(original.format, 8)], dtype=np.int64))
+        for box, result in cut:
+            if not isinstance(result, decode.Reject):
+                self._save(self._key(digest, box), result[0])
+        return original, cut
+
+    @staticmethod
+    def _load(path: Path):
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None  # absent or torn: cut again
+
+    @staticmethod
+    def _save(path: Path, array: np.ndarray) -> None:
+        import os
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+        os.replace(tmp, path)
+
+
+def _codes(text: str, n: int) -> list[int]:
+    codes = [ord(ch) for ch in text[:n]]
+    return codes + [0] * (n - len(codes))
+
+
+def _text(codes) -> str:
+    return "".join(chr(int(c)) for c in codes if int(c))
+
+
+def _with_rejects(boxes, found, original, padding):
+    out = []
+    for box in boxes:
+        if box.box_id in found:
+            out.append((box, found[box.box_id]))
+        else:
+            out.append((box, decode.Reject(EMPTY_CROP, f"box {box.box_id} ({box.xmin:g}, {box.ymin:g})-"
+                                                      f"({box.xmax:g}, {box.ymax:g}) has no pixels inside "
+                                                      f"the {original.width}x{original.height} image")))
+    return out

@@ -104,6 +104,7 @@ class Chunk:
     orig_format: str = ""
     crops: tuple | None = None  # per item, its boxes (imgpipe.preprocess.crops): one output row per box
     crop_padding: float = 0.0
+    crop_cache: str | None = None  # labels.detection.cache_dir: crops already cut, by content
 
 
 @dataclass
@@ -216,11 +217,11 @@ def _remote_process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
 
 
 def file_chunks(files_dir: Path, items: list[RawItem], size: int, crops: dict | None = None,
-                crop_padding: float = 0.0) -> Iterator[Chunk]:
+                crop_padding: float = 0.0, crop_cache: str | None = None) -> Iterator[Chunk]:
     for start in range(0, len(items), size):
         part = tuple(items[start : start + size])
         plan = tuple(crops[item.item_id] for item in part) if crops is not None else None
-        yield Chunk(part, files_dir=str(files_dir), crops=plan, crop_padding=crop_padding)
+        yield Chunk(part, files_dir=str(files_dir), crops=plan, crop_padding=crop_padding, crop_cache=crop_cache)
 
 
 def array_chunks(
@@ -336,7 +337,7 @@ def rejects_by_reason(rejects: list[tuple[str, str, str]]) -> dict[str, int]:
 
 
 def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, progress: bool = True,
-                      crops: dict | None = None, crop_padding: float = 0.0) -> dict:
+                      crops: dict | None = None, crop_padding: float = 0.0, crop_cache: str | None = None) -> dict:
     """Preprocess ``raw_dir`` (the download stage's output) into ``out_dir``; return the summary
     (counts and rejects by reason, plus the worker count used, which never affects the files).
     ``crops`` (``imgpipe.preprocess.crops.crop_plan``): cut one item per box instead, from the
@@ -368,7 +369,7 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
         grow_total(len(items))
         # No point forking more processes than there are chunks.
         workers = max(1, min(workers, -(-len(items) // size)))
-        chunks = file_chunks(files_dir, items, size, crops, crop_padding)
+        chunks = file_chunks(files_dir, items, size, crops, crop_padding, crop_cache)
 
     builder = ManifestBuilder(cfg.channels)
     try:

@@ -61,3 +61,27 @@ def test_crops_are_cut_from_the_original_then_resized(tmp_path):
     preprocess_images(raw, again, PreprocessParams(size=(8, 8), workers=2), progress=False, crops=plan,
                       crop_padding=0.1)
     assert (again / MANIFEST_FILE).read_bytes() == (out / MANIFEST_FILE).read_bytes()
+
+
+def test_the_crop_cache_gives_the_same_bytes_and_recuts_only_changed_boxes(tmp_path):
+    from imgpipe.preprocess.crops import CropCache, decode_crops
+
+    raw = make_raw(tmp_path / "raw")
+    cfg = PreprocessParams(size=(8, 8))
+    data = (raw / "files" / "val/c.png").read_bytes()
+    boxes = (CropBox(0, 5, 5, 15, 45, ""), CropBox(1, 30, 10, 49, 20, ""), CropBox(2, 90, 90, 99, 99, ""))
+    plain = decode_crops(data, boxes, cfg, 0.1)
+    cache = CropCache(str(tmp_path / "cache"), cfg, 0.1)
+    for _ in range(2):  # cold, then warm: the same originals, pixels, regions and rejects
+        original, cut = cache.crops(data, boxes, cfg, 0.1)
+        assert original == plain[0]
+        for (_, got), (_, want) in zip(cut, plain[1], strict=True):
+            if isinstance(want, Exception):
+                assert str(got) == str(want)
+            else:
+                np.testing.assert_array_equal(got[0], want[0])
+                assert got[1] == want[1]
+    assert (cache.misses, cache.hits) == (2, 2)
+    moved = (boxes[0], CropBox(1, 31, 10, 49, 20, ""), boxes[2])
+    cache.crops(data, moved, cfg, 0.1)
+    assert (cache.misses, cache.hits) == (3, 3)  # only the moved box was cut again

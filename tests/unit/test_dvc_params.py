@@ -27,7 +27,7 @@ PARTIAL = {
                             "download.cache_dir"},
     ("validate", "preprocess"): {"preprocess.size", "preprocess.mode"},
     ("preprocess", "labels"): {"labels.task", "labels.detection.crops",
-                                "labels.detection.crop_padding"},
+                                "labels.detection.crop_padding", "labels.detection.cache_dir"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 
