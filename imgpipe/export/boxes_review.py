@@ -74,3 +74,25 @@ def rectangle_config(classes: list[str]) -> str:
     return (f'<View>\n  <Image name="{TO_NAME}" value="${TO_NAME}"/>\n'
             f'  <RectangleLabels name="{FROM_NAME}" toName="{TO_NAME}">\n{labels}\n  </RectangleLabels>\n'
             '  <Text name="findings" value="$findings"/>\n</View>\n')
+
+
+def write_box_review(labels_dir, review: pd.DataFrame, out, label_config=None, flagged_only: bool = False,
+                     image_prefix: str = "") -> int | None:
+    """``imgpipe review --label-studio`` for detection labels: the box tasks into ``out`` (and the
+    RectangleLabels config); ``None`` when ``labels_dir`` holds no boxes (classification)."""
+    from pathlib import Path
+
+    from imgpipe import contracts as c
+    from imgpipe.io import atomic_file, dumps_json
+
+    path = Path(labels_dir) / c.BOXES_FILE
+    boxes = c.read_table(path, "labels") if path.exists() else None
+    if boxes is None or boxes.empty:
+        return None
+    tasks = box_tasks(boxes, review, image_prefix=image_prefix, flagged_only=flagged_only)
+    with atomic_file(out) as tmp:
+        Path(tmp).write_text(dumps_json(tasks))
+    if label_config:
+        with atomic_file(label_config) as tmp:
+            Path(tmp).write_text(rectangle_config(c.read_classes(labels_dir)))
+    return len(tasks)

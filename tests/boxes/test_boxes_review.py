@@ -31,3 +31,20 @@ def test_tasks_draw_every_box_flagged_first_and_read_back(tmp_path):
     pd.testing.assert_frame_equal(result.boxes, expected)
     config = rectangle_config(CLASSES)
     assert '<RectangleLabels name="label" toName="image">' in config and '<Label value="dog"/>' in config
+
+
+def test_write_box_review(tmp_path):
+    from imgpipe.export.boxes_review import write_box_review
+    from imgpipe.io import write_json, write_parquet
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    write_parquet(random_table(per_image=1), labels / "boxes.parquet")
+    write_json(labels / "classes.json", {"classes": CLASSES})
+    review = pd.DataFrame(columns=["item_id", "check", "decision", "group_id", "suggested_label",
+                                   "suggested_score", "detail"])
+    n = write_box_review(labels, review, tmp_path / "tasks.json", tmp_path / "config.xml")
+    assert n == 3 and len(json.loads((tmp_path / "tasks.json").read_text())) == 3
+    assert "RectangleLabels" in (tmp_path / "config.xml").read_text()
+    write_parquet(random_table().iloc[:0], labels / "boxes.parquet")
+    assert write_box_review(labels, review, tmp_path / "none.json") is None
