@@ -78,8 +78,8 @@ def test_voc_boxes_to_crops_through_evaluate(tmp_path):
     archive, sha, voc = make_detection_set(tmp_path)
     clone = make_clone(tmp_path / "project", {
         "download.source": str(archive), "download.sha256": sha,
-        "labels.task": "detection", "labels.path": "annotations/voc", "labels.detection": {"crops": True,
-                                                                                           "crop_padding": 0.1},
+        "labels.task": "detection", "labels.path": "annotations/voc",
+        "labels.detection": {"crops": True, "crop_padding": 0.1, "cache_dir": ".cache/crops"},
         # shapes on noise are near duplicates at 7x7; label issues (K-fold training) cost time here
         "train.epochs": 12, "validate.near_duplicates": {"enabled": False},
         "validate.label_issues": {"enabled": False},
