@@ -34,6 +34,16 @@ LABELS_FILE = "labels.parquet"
 CLASSES_FILE = "classes.json"
 LABEL_ISSUES_FILE = "issues.parquet"
 ANNOTATORS_FILE = "annotators.json"  # annotator agreement report (several annotators per image)
+BOXES_FILE = "boxes.parquet"  # labels.task detection: BOX_COLUMNS, one row per box
+# Pixels of the original image, top-left origin, max exclusive; flags False when the format has none.
+BOX_COLUMNS = {"item_id": "string", "box_id": "int32", "label": "string", "xmin": "float64", "ymin": "float64",
+               "xmax": "float64", "ymax": "float64", "image_width": "int32", "image_height": "int32",
+               "annotator": "string", "difficult": "bool", "truncated": "bool", "iscrowd": "bool",
+               "source_split": "string"}
+# What preprocess cuts (labels.detection.crops): the kept boxes' geometry only, so a flag or
+# annotator edit leaves its hash, and the crops, as they were. Empty when there is nothing to cut.
+CROPS_FILE = "crops.parquet"
+CROP_COLUMNS = ("item_id", "box_id", "xmin", "ymin", "xmax", "ymax", "source_split")
 
 # -- data/validated (validate) ---------------------------------------------------------------------
 DATASET_FILE = "dataset.parquet"

@@ -22,8 +22,12 @@ def card() -> dict:
         name=dataset_name(source),
     )
     with atomic_dir(paths.card) as tmp:
+        from imgpipe.boxcard import box_section  # detection labels: box figures
+
+        boxes, box_md = box_section(paths.labels, paths.validated, tmp, built["classes"])
+        built.update({"boxes": boxes} if boxes else {})
         (tmp / CARD_JSON).write_text(dumps_json(built))
-        (tmp / CARD_MD).write_text(render_markdown(built))
+        (tmp / CARD_MD).write_text(render_markdown(built) + box_md)
     return {
         "images": built["images"],
         "splits": built["split_totals"],

@@ -2,6 +2,7 @@
 ``paths.preprocessed``; per-run counts go to ``metrics/preprocess.json``."""
 
 from imgpipe.params.base import load
+from imgpipe.params.labels import LabelsParams
 from imgpipe.params.paths import PathsParams
 from imgpipe.params.preprocess import PreprocessParams
 from imgpipe.stage import run_stage
@@ -15,8 +16,18 @@ def preprocess() -> dict:
 
     paths = load("paths", PathsParams)
     cfg = load("preprocess", PreprocessParams)
+    # labels.task detection + labels.detection.crops: one item per box (imgpipe/preprocess/crops.py)
+    labels = load("labels", LabelsParams)
+    crops = None
+    if labels.task == "detection" and labels.detection.crops:
+        from imgpipe.contracts import CROPS_FILE
+        from imgpipe.preprocess.crops import crop_plan
+
+        crops = crop_plan(paths.labels / CROPS_FILE)
     with commit_outputs(paths.preprocessed, PREPROCESS_METRICS):
-        summary = preprocess_images(paths.raw, paths.preprocessed, cfg)
+        summary = preprocess_images(paths.raw, paths.preprocessed, cfg, crops=crops,
+                                    crop_padding=labels.detection.crop_padding,
+                                    crop_cache=labels.detection.cache_dir or None)
         write_json(PREPROCESS_METRICS, metrics(summary))
     return summary
 

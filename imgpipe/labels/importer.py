@@ -18,9 +18,18 @@ from pathlib import Path
 import pandas as pd
 
 from imgpipe import arrayfiles
-from imgpipe.contracts import ANNOTATORS_FILE, CLASSES_FILE, LABEL_ISSUES_FILE, LABELS_FILE
+from imgpipe.contracts import (
+    ANNOTATORS_FILE,
+    BOXES_FILE,
+    CLASSES_FILE,
+    CROP_COLUMNS,
+    CROPS_FILE,
+    LABEL_ISSUES_FILE,
+    LABELS_FILE,
+)
 from imgpipe.errors import LabelError, PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
+from imgpipe.labels.boxes.table import empty_table
 from imgpipe.labels.formats import (
     detect_format,
     read_array_labels,
@@ -174,6 +183,10 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
     with up to five examples, the chosen format, class and labelled counts.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if cfg.task == "detection":  # boxes: imgpipe/labels/boxes
+        from imgpipe.labels.boxes.load import import_detection
+
+        return import_detection(raw_dir, out_dir, cfg)
     info = SourceInfo.read(raw_dir)
     with tempfile.TemporaryDirectory(prefix="imgpipe-labels-") as fetch_dir:
         source = choose_source(raw_dir, info, cfg, Path(fetch_dir), download_cfg)
@@ -197,6 +210,8 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         write_json(tmp / CLASSES_FILE, {"classes": classes})
         write_parquet(result.issues, tmp / LABEL_ISSUES_FILE)
         write_json(tmp / ANNOTATORS_FILE, result.annotators)
+        write_parquet(empty_table(), tmp / BOXES_FILE)  # no boxes
+        write_parquet(empty_table()[list(CROP_COLUMNS)], tmp / CROPS_FILE)  # preprocess depends on it
 
     labelled = len(result.labels)
     metrics = {

@@ -102,6 +102,9 @@ class Chunk:
     files_dir: str | None = None
     images: np.ndarray | None = None
     orig_format: str = ""
+    crops: tuple | None = None  # per item, its boxes (imgpipe.preprocess.crops): one output row per box
+    crop_padding: float = 0.0
+    crop_cache: str | None = None  # labels.detection.cache_dir: crops already cut, by content
 
 
 @dataclass
@@ -160,6 +163,10 @@ def decode_array_item(image: np.ndarray, fmt: str, cfg: PreprocessParams) -> tup
 
 def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
     """Decode and featurise one chunk; bad items become reject rows, never exceptions."""
+    if chunk.crops is not None:  # labels.detection.crops: one row per box
+        from imgpipe.preprocess.crop_chunks import process_crop_chunk
+
+        return process_crop_chunk(chunk, cfg)
     height, width = cfg.size
     pixels = np.empty((len(chunk.items), height, width, cfg.channels), dtype=np.uint8)
     meta: dict[str, list] = {name: [] for name in META_COLUMNS}
@@ -209,9 +216,12 @@ def _remote_process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
 # --- chunking and scheduling -----------------------------------------------------------------
 
 
-def file_chunks(files_dir: Path, items: list[RawItem], size: int) -> Iterator[Chunk]:
+def file_chunks(files_dir: Path, items: list[RawItem], size: int, crops: dict | None = None,
+                crop_padding: float = 0.0, crop_cache: str | None = None) -> Iterator[Chunk]:
     for start in range(0, len(items), size):
-        yield Chunk(tuple(items[start : start + size]), files_dir=str(files_dir))
+        part = tuple(items[start : start + size])
+        plan = tuple(crops[item.item_id] for item in part) if crops is not None else None
+        yield Chunk(part, files_dir=str(files_dir), crops=plan, crop_padding=crop_padding, crop_cache=crop_cache)
 
 
 def array_chunks(
@@ -326,9 +336,12 @@ def rejects_by_reason(rejects: list[tuple[str, str, str]]) -> dict[str, int]:
 # --- the stage -------------------------------------------------------------------------------
 
 
-def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, progress: bool = True) -> dict:
+def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, progress: bool = True,
+                      crops: dict | None = None, crop_padding: float = 0.0, crop_cache: str | None = None) -> dict:
     """Preprocess ``raw_dir`` (the download stage's output) into ``out_dir``; return the summary
-    (counts and rejects by reason, plus the worker count used, which never affects the files)."""
+    (counts and rejects by reason, plus the worker count used, which never affects the files).
+    ``crops`` (``imgpipe.preprocess.crops.crop_plan``): cut one item per box instead, from the
+    images that have boxes."""
     from tqdm import tqdm
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
@@ -345,13 +358,18 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
         bar.refresh()
 
     if is_array_layout(info.layout):
+        if crops is not None:
+            raise PipelineError(f"labels.detection.crops needs image files; the {info.source} source keeps its "
+                                "images in array files")
         chunks = array_chunks(files_dir, info.layout, size, grow_total)
     else:
         items = list_items(raw_dir, info)
+        if crops is not None:  # only images with boxes; a crop item per box
+            items = [item for item in items if item.item_id in crops]
         grow_total(len(items))
         # No point forking more processes than there are chunks.
         workers = max(1, min(workers, -(-len(items) // size)))
-        chunks = file_chunks(files_dir, items, size)
+        chunks = file_chunks(files_dir, items, size, crops, crop_padding, crop_cache)
 
     builder = ManifestBuilder(cfg.channels)
     try:

@@ -171,7 +171,7 @@ def test_stage_writes_outputs_and_metrics(raw, tmp_path, monkeypatch, capsys):
     assert metrics["labelled"] == 2 and metrics["format"] == "csv" and metrics["classes"] == 2
     assert set(metrics["problems"]) >= {"missing_label", "tie", "unreviewed"}
     assert sorted(p.name for p in (tmp_path / "data" / "labels").iterdir()) == [
-        "annotators.json", "classes.json", "issues.parquet", "labels.parquet"]
+        "annotators.json", "boxes.parquet", "classes.json", "crops.parquet", "issues.parquet", "labels.parquet"]
 
 
 @pytest.mark.parametrize(("content", "words"), [

@@ -26,6 +26,8 @@ PARTIAL = {
     ("train", "download"): {"download.s3_endpoint_url", "download.retries", "download.timeout_s",
                             "download.cache_dir"},
     ("validate", "preprocess"): {"preprocess.size", "preprocess.mode"},
+    ("preprocess", "labels"): {"labels.task", "labels.detection.crops",
+                                "labels.detection.crop_padding", "labels.detection.cache_dir"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 

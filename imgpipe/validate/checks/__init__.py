@@ -8,6 +8,7 @@ imports below are the list of checks (plain imports, so the dvc.yaml deps test s
 from __future__ import annotations
 
 # -- one import per check module (each registers its checks) ---------------------------------------
+import imgpipe.validate.checks.boxes  # noqa: F401  box_* checks (labels.task detection)
 import imgpipe.validate.checks.duplicates  # noqa: F401
 import imgpipe.validate.checks.label_issues  # noqa: F401
 import imgpipe.validate.checks.outliers  # noqa: F401
