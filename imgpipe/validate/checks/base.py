@@ -106,6 +106,11 @@ class Check:
         """Off when its params say ``enabled: false`` (checks without that key always run)."""
         return bool(getattr(self.params(cfg), "enabled", True))
 
+    def applies(self, ctx: CheckContext) -> bool:
+        """Whether this dataset has what the check looks at (box checks: boxes). A check that does
+        not apply is skipped like one that is off: no findings, no counters."""
+        return True
+
     def run(self, ctx: CheckContext) -> CheckResult:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -52,7 +52,7 @@ def _sides_text(hit: pd.DataFrame) -> list[str]:
 
 def _locate(ctx: CheckContext) -> pd.DataFrame:
     boxes = ctx.tables.get(BOXES_TABLE)
-    if boxes is None or boxes.empty or ctx.rows.empty:
+    if not has_boxes(ctx) or ctx.rows.empty:
         return pd.DataFrame(columns=["item_id", "box_id", "label", "xmin", "ymin", "xmax", "ymax", "image_width",
                                      "image_height", "pos", "name"])
     index = pd.Series(np.arange(len(ctx.rows)), index=ctx.rows[ITEM_ID].to_numpy(dtype=object))
@@ -112,6 +112,9 @@ class BoxCheck(Check):
         return findings_frame(ctx.rows, hit["pos"].to_numpy(), self.name, pick(score),
                               pick(decision) if decision is not None else self.decision(ctx),
                               group=hit["name"].tolist(), suggested=pick(suggested), detail=detail)
+
+    def applies(self, ctx: CheckContext) -> bool:
+        return has_boxes(ctx)  # classification labels: nothing to check, nothing to count
 
     def run(self, ctx: CheckContext) -> CheckResult:
         boxes = located_boxes(ctx)
@@ -259,6 +262,9 @@ class BoxCount(BoxCheck):
     order = 76
     policy_key = "on_count"
 
+    def applies(self, ctx: CheckContext) -> bool:
+        return has_boxes(ctx)
+
     def run(self, ctx):
         boxes = ctx.tables.get(BOXES_TABLE)
         if boxes is None:
@@ -287,6 +293,13 @@ class BoxCount(BoxCheck):
         return CheckResult(found, {"box_count_found": int(len(found))},
                            detail={"boxes_per_class": dict(zip(per_class["class"], per_class["boxes"], strict=True))},
                            same_split=crop_groups(ctx.rows[ITEM_ID]) if crops else None)
+
+
+def has_boxes(ctx: CheckContext) -> bool:
+    """True when the labels carry boxes: the labels stage writes an empty ``boxes.parquet`` for
+    classification labels, and the box checks then neither run nor add counters."""
+    boxes = ctx.tables.get(BOXES_TABLE)
+    return boxes is not None and not boxes.empty and "box_id" in boxes.columns
 
 
 def crop_groups(item_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -62,7 +62,8 @@ def run_checks(ctx: CheckContext, checks: list[Check] | None = None) -> ChecksOu
     frames, pairs_a, pairs_b, owner = [], [], [], {}
     with threadpool_limits(limits=CHECK_THREADS):
         for check in checks:
-            if not check.enabled(ctx.cfg) or (check.needs_pixels and not ctx.has_pixels):
+            if (not check.enabled(ctx.cfg) or not check.applies(ctx)
+                    or (check.needs_pixels and not ctx.has_pixels)):
                 continue
             result = check.run(ctx)
             _check_result(check, result)
