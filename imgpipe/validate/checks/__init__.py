@@ -10,6 +10,8 @@ from __future__ import annotations
 from imgpipe.validate.checks.base import REGISTRY, Check, CheckContext, CheckResult, register
 
 # -- one import per check module (each registers its checks) ---------------------------------------
+# isort: split
+import imgpipe.validate.checks.ood  # noqa: F401  images that belong to no class
 
 
 def registered_checks() -> list[Check]:
