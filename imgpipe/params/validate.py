@@ -61,6 +61,7 @@ class OodParams(Section):
     grid: int = Field(8, ge=1, le=64)  # pixels mean-pooled on a grid x grid raster
     components: int = Field(16, ge=1, le=256)  # principal axes the distance is measured on
     support_fraction: float = Field(0.9, gt=0.5, le=1)  # share of images the robust fit trusts
+    fit_sample: int = Field(10_000, ge=100)  # the robust fit sees at most this many images (seeded sample)
     min_images: int = Field(50, ge=3)  # fewer images: no robust fit, no findings
     seed: int = Field(0, ge=0)
 

@@ -33,7 +33,7 @@ from imgpipe.io import write_json, write_parquet
 from imgpipe.labels.match import ItemMatcher
 from imgpipe.labelstudio.read import read_label_studio_json
 from imgpipe.labelstudio.write import label_config
-from imgpipe.rawdata import SourceInfo, pack_images
+from imgpipe.rawdata import SourceInfo, list_items, pack_images, read_item_bytes
 from imgpipe.validate import export
 
 from factories import write_labels
@@ -150,9 +150,11 @@ def test_review_file_imports_into_a_real_label_studio_and_comes_back(tmp_path, m
         assert imported["task_count"] == len(tasks) == len(IDS)
         assert imported["annotation_count"] == len(tasks)  # every current label, none refused
         assert imported["prediction_count"] == sum(1 for t in tasks if t.get("predictions"))
+        raw = root / "data" / "raw"
+        original = {it.item_id: read_item_bytes(raw, it) for it in list_items(raw)}  # out of the pack
         for task in tasks:  # every task's image downloads from the server as the very file
             body = server.call("GET", task["data"]["image"])
-            assert body == (root / "data/raw/files" / task["data"]["item_id"]).read_bytes(), task["data"]["image"]
+            assert body == original[task["data"]["item_id"]], task["data"]["image"]
         exported = server.call("GET", f"/api/projects/{project['id']}/export?exportType=JSON")
     finally:
         server.stop()

@@ -89,3 +89,11 @@ def test_same_findings_whatever_the_thread_count():
         with threadpool_limits(limits=threads):
             frames.append(OodCheck().run(_ctx(images, max_flag_fraction=0.03)).findings)
     pd.testing.assert_frame_equal(frames[0], frames[1])
+
+
+def test_a_sampled_robust_fit_still_finds_them():
+    images = smooth_images(N, seed=7)
+    planted = np.array([11, 111, 222])
+    images[planted] = _strokes(len(planted), seed=3)
+    found = OodCheck().run(_ctx(images, max_flag_fraction=0.02, fit_sample=150)).findings
+    assert set(found["item_id"].head(3)) == {f"img/{i:04d}.png" for i in planted}

@@ -46,9 +46,11 @@ def pooled(pixels: np.ndarray, grid: int) -> np.ndarray:
     return (sums / area / 255.0).reshape(n, -1)
 
 
-def ood_scores(features: np.ndarray, components: int, support_fraction: float, seed: int) -> tuple[np.ndarray, int]:
+def ood_scores(features: np.ndarray, components: int, support_fraction: float, seed: int,
+               fit_sample: int = 10_000) -> tuple[np.ndarray, int]:
     """Robust squared Mahalanobis distance per row, and the number of axes it was measured on
-    (0: no variance, every score 0)."""
+    (0: no variance, every score 0). The robust fit sees a seeded sample of at most
+    ``fit_sample`` rows (its cost grows with the rows; the bulk's shape does not need them all)."""
     from sklearn.covariance import MinCovDet
 
     n = len(features)
@@ -59,7 +61,8 @@ def ood_scores(features: np.ndarray, components: int, support_fraction: float, s
     if d == 0:
         return np.zeros(n), 0
     proj = centred @ vt[:d].T
-    mcd = MinCovDet(random_state=seed, support_fraction=support_fraction).fit(proj)
+    fit = proj if n <= fit_sample else proj[np.sort(np.random.default_rng(seed).choice(n, fit_sample, replace=False))]
+    mcd = MinCovDet(random_state=seed, support_fraction=support_fraction).fit(fit)
     return np.asarray(mcd.mahalanobis(proj), dtype=np.float64), d
 
 
@@ -90,7 +93,7 @@ class OodCheck(Check):
         if not ctx.has_pixels or n < max(cfg.min_images, 3):
             return CheckResult(empty_findings(), {"ood_flagged": 0})
         features = np.concatenate([pooled(px, cfg.grid) for _, px in ctx.pixel_chunks()])
-        scores, dims = ood_scores(features, cfg.components, cfg.support_fraction, cfg.seed)
+        scores, dims = ood_scores(features, cfg.components, cfg.support_fraction, cfg.seed, cfg.fit_sample)
         rows = rank_ood(scores, dims, cfg.max_p_value, cfg.max_flag_fraction)
         labels = ctx.rows["label"].astype(str).to_numpy() if "label" in ctx.rows else np.full(n, "?")
         findings = findings_frame(
