@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         # Quoted: an array item's "#" would otherwise end the URL.
         proposals = [replace(p, image=args.image_prefix + quote(names[p.image], safe="/")) for p in proposals]
     elif args.image_prefix:
-        proposals = [replace(p, image=args.image_prefix + p.image) for p in proposals]
+        proposals = [replace(p, image=args.image_prefix + quote(p.image, safe="/")) for p in proposals]
     flagged = sum(1 for p in proposals if p.data.get("check"))
     from_eval = sum(1 for p in proposals if "evaluate" in p.data.get(SOURCE, ""))
     n = write_tasks(args.label_studio, proposals, MODEL_VERSION)
