@@ -84,6 +84,7 @@ EVAL_DIR = Path("metrics/eval")
 PER_CLASS_METRICS = EVAL_DIR / "per_class.csv"  # class, precision, recall, f1, support
 PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"  # one row per test image
 RELIABILITY_FILE = EVAL_DIR / "reliability.csv"  # reliability-diagram bins
+LABEL_ERRORS_FILE = EVAL_DIR / "label_errors.csv"  # suspected test-label errors, ranked (confident learning)
 EVAL_PLOTS_DIR = EVAL_DIR / "plots"  # every figure as a PNG (a DVC-cached output)
 
 # -- columns ---------------------------------------------------------------------------------------

@@ -92,6 +92,10 @@ def draw_sheets(review: pd.DataFrame, pixels: np.ndarray | None, index: dict, la
     sheets["outliers"] = ("Outliers (check, measured value)", band(
         [(pix(i), f"{c}\n{sc:.4g}") for i, c, sc in out[[ITEM_ID, "check", "score"]].itertuples(index=False)
          if pix(i) is not None]))
+    ood = review[review["check"] == "ood"].sort_values(["score", ITEM_ID], ascending=[False, True], kind="stable")
+    sheets["ood"] = ("Images that belong to no class (label, robust distance^2)", band(
+        [(pix(i), f"{labels.get(i, '?')}\n{sc:.1f}") for i, sc in ood.head(TOP)[[ITEM_ID, "score"]].itertuples(index=False)
+         if pix(i) is not None]))
     for name, (title, rows) in sheets.items():
         _draw_rows(rows, title, out_dir / f"{name}.png")
         names.append(f"{name}.png")

@@ -40,8 +40,9 @@ def test_clean_dataset_passes_with_stratified_splits(tmp_path):
     result = _run(manifest, table, issues)
     assert len(result.quarantine) == 0
     counts = result.dataset.groupby(["split", "label"]).size()
-    # 20 per class: 4 to test (0.2), then 0.15 of 16 -> 2 to val, 14 to train, for every class.
-    assert set(counts["test"]) == {4} and set(counts["val"]) == {2} and set(counts["train"]) == {14}
+    # Drawn per item (stable under corrections): 60 images, ~12 to test (0.2), ~7 to val (0.15 of the rest).
+    sizes = counts.groupby(level="split").sum()
+    assert 6 <= sizes["test"] <= 18 and 2 <= sizes["val"] <= 12 and sizes.sum() == 60
     assert result.quality["expectations_failed"] == 0
     assert {"batch": "images", "expectation": "expect_column_values_to_not_be_null", "column": "label",
             "level": "row", "reason": "no label", "success": True, "unexpected": 0, "unexpected_examples": [],
@@ -102,9 +103,10 @@ def test_empty_dataset_fails_on_the_table_expectation(tmp_path):
 
 
 def test_assign_splits_without_test_fraction_keeps_everything_in_train_and_val():
-    df = pd.DataFrame({"source_split": [""] * 40, "label": ["a", "b"] * 20})
+    df = pd.DataFrame({"source_split": [""] * 40, "label": ["a", "b"] * 20,
+                       "item_id": [f"img/{i:03d}.png" for i in range(40)]})
     split = assign_splits(df, ValidateParams(test_fraction=0, val_fraction=0.25))
-    assert (split == "test").sum() == 0 and (split == "val").sum() == 10
+    assert (split == "test").sum() == 0 and 5 <= (split == "val").sum() <= 15  # drawn per item
     assert np.all(df.groupby(split.to_numpy())["label"].nunique() == 2)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import imgpipe.validate.checks.boxes  # noqa: F401  box_* checks (labels.task detection)
 import imgpipe.validate.checks.duplicates  # noqa: F401
 import imgpipe.validate.checks.label_issues  # noqa: F401
+import imgpipe.validate.checks.ood  # noqa: F401  images that belong to no class
 import imgpipe.validate.checks.outliers  # noqa: F401
 from imgpipe.validate.checks.base import REGISTRY, Check, CheckContext, CheckResult, register
 
