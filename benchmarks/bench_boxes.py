@@ -8,7 +8,7 @@
    ``box_*`` check) in a fresh process: seconds and peak RSS per format.
 2. Crops: ``preprocess_images`` in crop mode (one worker) against a plain PIL loop that opens each
    image, converts it, and cuts and resizes the same padded boxes: crops per second and the ratio.
-   On the raccoon VOC photos when present (``/work/shared/data/raccoon-voc.tar.gz``), else on
+   On the raccoon VOC photos when present (``../shared/data/raccoon-voc.tar.gz`` beside the checkout), else on
    the generated set.
 """
 
@@ -35,7 +35,7 @@ from imgpipe.rawdata import SourceInfo  # noqa: E402
 
 CLASSES = ["cat", "dog", "bird"]
 READ_AS = {"voc": "voc", "coco": "coco", "yolo": "yolo", "label-studio": "label-studio-json"}
-RACCOON = Path("/work/shared/data/raccoon-voc.tar.gz")
+RACCOON = Path(__file__).resolve().parents[2] / "shared" / "data" / "raccoon-voc.tar.gz"
 
 
 def make_set(root: Path, n_images: int, n_boxes: int, seed: int = 0) -> tuple[Path, pd.DataFrame]:

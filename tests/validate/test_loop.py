@@ -127,7 +127,7 @@ def test_same_bytes_with_one_and_two_caller_threads(tmp_path):
         ctx = CheckContext(rows, CLASSES, ValidateParams(), pixel_loader=lambda pos: images[pos])
         with threadpool_limits(limits=threads):
             found = run_checks(ctx)
-        assert found.ran == ["duplicates", "outliers", "label_issues"]
+        assert found.ran == ["duplicates", "ood", "outliers", "label_issues"]
         write_parquet(found.findings, tmp_path / f"findings{threads}.parquet")
         out[threads] = ((tmp_path / f"findings{threads}.parquet").read_bytes(), found.groups.tobytes(),
                         found.counters, found.detail)
