@@ -8,7 +8,7 @@ import numpy as np
 
 from imgpipe.preprocess import decode, features
 from imgpipe.preprocess.crops import CropCache, crop_item_id
-from imgpipe.preprocess.pipeline import META_COLUMNS, Chunk, ChunkResult, read_bytes
+from imgpipe.preprocess.pipeline import META_COLUMNS, Chunk, ChunkResult, encode_stored, read_bytes
 from imgpipe.rawdata import PackReader
 
 
@@ -56,7 +56,8 @@ def process_crop_chunk(chunk: Chunk, cfg) -> ChunkResult:
     finally:
         packs.close()
     stacked = np.stack(pixels) if pixels else np.empty((0, height, width, cfg.channels), dtype=np.uint8)
+    encoded = encode_stored(stacked, cfg)  # preprocess.store: jpeg/png (decoded pixels hashed)
     columns: dict = dict(meta)
     if len(stacked):
         columns.update(features.compute(stacked))
-    return ChunkResult(len(chunk.items), stacked, columns, rejects)
+    return ChunkResult(len(chunk.items), stacked, columns, rejects, encoded)

@@ -29,7 +29,7 @@ from imgpipe.errors import PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.params.preprocess import PreprocessParams
 from imgpipe.preprocess import decode, features
-from imgpipe.preprocess.shards import ShardWriter
+from imgpipe.preprocess.shards import EncodedShardWriter, ShardWriter, decode_image, encode_image
 from imgpipe.rawdata import (
     FILES_DIR,
     PackReader,
@@ -113,6 +113,7 @@ class ChunkResult:
     pixels: np.ndarray  # (n_ok, H, W, C)
     columns: dict[str, list | np.ndarray]  # META_COLUMNS + feature columns, for the n_ok images
     rejects: list[tuple[str, str, str]] = field(default_factory=list)
+    encoded: list[bytes] | None = None  # the stored bytes of each image (encoded stores only)
 
 
 # --- per item -------------------------------------------------------------------------------
@@ -202,10 +203,25 @@ def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
     if packs is not None:
         packs.close()
     pixels = pixels[: len(meta["item_id"])]
+    encoded = encode_stored(pixels, cfg)
     columns: dict[str, list | np.ndarray] = dict(meta)
     if len(pixels):
         columns.update(features.compute(pixels))
-    return ChunkResult(len(chunk.items), pixels, columns, rejects)
+    return ChunkResult(len(chunk.items), pixels, columns, rejects, encoded)
+
+
+def encode_stored(pixels: np.ndarray, cfg: PreprocessParams) -> list[bytes] | None:
+    """The bytes an encoded store keeps for each image, or None for raw pixels. A JPEG is lossy:
+    its decoded pixels replace ``pixels`` in place, so the hash and the statistics computed next
+    describe exactly what readers will get back."""
+    store = cfg.resolved_store
+    if store == "pixels":
+        return None
+    encoded = [encode_image(image, store, cfg.jpeg_quality) for image in pixels]
+    if store == "jpeg":
+        for i, data in enumerate(encoded):
+            pixels[i] = decode_image(data, cfg.channels)
+    return encoded
 
 
 def _remote_process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
@@ -374,10 +390,13 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
     builder = ManifestBuilder(cfg.channels)
     try:
         with atomic_dir(out_dir) as tmp:
-            writer = ShardWriter(tmp, (height, width, cfg.channels), int(cfg.shard_max_mb * 2**20))
+            max_bytes = int(cfg.shard_max_mb * 2**20)
+            store = cfg.resolved_store
+            writer = (ShardWriter(tmp, (height, width, cfg.channels), max_bytes) if store == "pixels"
+                      else EncodedShardWriter(tmp, max_bytes))
             with writer:
                 for result in ordered_map(chunks, cfg, workers):
-                    shard, offset = writer.add(result.pixels)
+                    shard, offset = writer.add(result.pixels if store == "pixels" else result.encoded)
                     builder.add(result, shard, offset)
                     bar.update(result.items)
                 shards = writer.close()
@@ -400,6 +419,7 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
                 "channels": cfg.channels,
                 "resize": cfg.resize,
                 "background": list(cfg.background),
+                "store": store,
                 "counts": counts,
                 "rejects_by_reason": by_reason,
                 "shards": shards,
@@ -407,7 +427,7 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
             write_json(tmp / PREPROCESS_INFO_FILE, info_json)
     finally:
         bar.close()
-    return {**counts, "rejects_by_reason": by_reason, "shards": len(shards), "workers": workers}
+    return {**counts, "rejects_by_reason": by_reason, "shards": len(shards), "store": store, "workers": workers}
 
 
 def metrics(summary: dict) -> dict:
