@@ -41,6 +41,17 @@ class Budget:
     files: int = 0
     bytes: int = 0
     skipped_links: list[str] = field(default_factory=list)
+    # Each file path written so far and the 1-based index of the member that wrote it.
+    claimed: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
+
+    def claim(self, parts: tuple[str, ...], index: int, name: str) -> None:
+        """Refuse a second member with the path of an earlier file: extracting both would keep only
+        the last one without a word, and which copy a dataset meant is the user's call."""
+        first = self.claimed.setdefault(parts, (index, name))
+        if first[0] != index:
+            raise UnsafeArchiveError(
+                f"{self.source}: member #{index} {name!r} has the same path as member #{first[0]} "
+                f"{first[1]!r}; the archive holds two files under one name: repack it with one of them")
 
     def member(self, name: str) -> None:
         self.members += 1
@@ -289,13 +300,16 @@ def extract_tar(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
             elif member.issparse():
                 raise UnsafeArchiveError(f"{source}: member {name!r} is a sparse file (not supported)")
             elif member.isreg():
+                budget.claim(parts, budget.members, name)
                 fh = tf.extractfile(member)
                 assert fh is not None
                 _write(fh, _target(dest, parts, name, source), budget, name)
             elif member.issym():
+                budget.claim(parts, budget.members, name)
                 symlinks.append((name, parts, link_target(parts, member.linkname, name, source, "symlink")))
             elif member.islnk():
                 target = link_target(parts, member.linkname, name, source, "hard link")
+                budget.claim(parts, budget.members, name)
                 if not _copy_inside(dest, target, _target(dest, parts, name, source), budget, name):
                     raise UnsafeArchiveError(
                         f"{source}: hard link {name!r} names {member.linkname!r}, not an earlier file")
@@ -350,8 +364,10 @@ def extract_zip(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
                 raise UnsafeArchiveError(f"{source}: member {info.filename!r} is encrypted")
             _check_zip_type(info, source)
         symlinks = []
-        for info in infos:
+        for index, info in enumerate(infos, 1):
             name, parts = info.filename, member_parts(info.filename, source)
+            if not info.is_dir():
+                budget.claim(parts, index, name)
             if stat.S_ISLNK(_zip_mode(info)):
                 with zf.open(info) as fh:
                     target = fh.read(_MAX_LINK_TARGET + 1).decode("utf-8", "replace")
