@@ -22,10 +22,13 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from imgpipe.errors import LabelError
-from imgpipe.labels.formats import LS_CSV_MARKERS, load_json, read_table, read_text
-from imgpipe.labels.votes import vote, votes_frame
+from imgpipe.labeltable import load_json, read_table, read_text, vote, votes_frame
 from imgpipe.rawdata import IMAGE_SUFFIXES
 
+# Columns that only Label Studio's CSV/TSV export writes (label-studio-sdk converter, csv2.py).
+LS_CSV_MARKERS = {"annotation_id", "annotator"}
+# Fields of a Label Studio JSON task that hold annotations.
+LS_TASK_MARKERS = {"annotations", "completions", "predictions"}
 # Fields the converter adds to each JSON-MIN/CSV record besides the task data and the labels.
 RECORD_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "history"}
 DEFAULT_CHOICES_NAME = "choice"  # the name in Label Studio's image classification template

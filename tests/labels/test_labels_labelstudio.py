@@ -152,3 +152,18 @@ def test_non_choices_project_is_refused(raw, tmp_path, cfg, ls):
     path.write_text(json.dumps([task]))
     with pytest.raises(LabelError, match=r"boxes\.json: not a Choices \(classification\) project"):
         import_labels(raw, tmp_path / "out", cfg(path=str(path)))
+
+
+def test_labelstudio_does_not_import_from_labels():
+    # The import graph runs one way: labels (the stage) uses labelstudio, never the reverse.
+    import ast
+    from pathlib import Path
+
+    import imgpipe.labelstudio as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("imgpipe.labels"), f"{path.name} imports {node.module}"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("imgpipe.labels") for a in node.names), path.name
