@@ -1,6 +1,6 @@
 """Readers for the plain label formats, and format detection from a file's content.
 
-Every reader returns the normalised votes table of :mod:`imgpipe.labels.votes`. A file that cannot
+Every reader returns the normalised votes table of :mod:`imgpipe.labeltable`. A file that cannot
 be read as the format it claims to be raises :class:`LabelError` naming the file and the problem.
 """
 

@@ -111,7 +111,7 @@ def idx_image_file(label_path: Path, name: str, items: Sequence[RawItem]) -> str
 
 def read_votes(source: LabelSource, raw_dir: Path, info: SourceInfo, items: Sequence[RawItem],
                cfg: LabelsParams) -> pd.DataFrame:
-    """The votes table of :mod:`imgpipe.labels.votes` for the chosen source."""
+    """The votes table of :mod:`imgpipe.labeltable` for the chosen source."""
     files_dir = Path(raw_dir) / FILES_DIR
     fmt, path, name = source.format, source.path, source.name
     image_keys = (cfg.file_column, "image")
