@@ -16,6 +16,7 @@ whether a model pre-annotated it).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -79,6 +80,14 @@ def pick_label_key(records: Sequence[dict], image_key: str, preferred: Sequence[
     )
 
 
+# What a JSON-encoded choice starts with (an object, or a list of strings or objects).
+_JSON_START = re.compile(r'^(\{|\[\s*["{\[\]]|\[\s*$)')
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def parse_choices(value: object, name: str, where: str) -> list[str]:
     """The classes one annotation chose, from any of the shapes the exports use."""
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -88,8 +97,12 @@ def parse_choices(value: object, name: str, where: str) -> list[str]:
         if text[:1] in "{[":
             try:
                 return parse_choices(json.loads(text), name, where)
-            except json.JSONDecodeError:
-                pass  # a class name that happens to start with a bracket
+            except json.JSONDecodeError as exc:
+                # CSV exports JSON-encode several choices; a broken encoding is not a class name.
+                # A name that merely starts with a bracket ("[unsure]") stays a name.
+                if _JSON_START.match(text):
+                    raise LabelError(f"{name}: {where}: the choice is broken JSON ({exc.msg} at character "
+                                     f"{exc.pos}): {_short(text)}") from None
         return [text]
     if isinstance(value, bool):
         raise LabelError(f"{name}: {where}: a choice must be a class name, got {value!r}")
@@ -137,6 +150,15 @@ def _tasks(path: Path, name: str) -> list[dict]:
         for field in ("annotations", "completions", "predictions"):
             if not isinstance(task.get(field, []), list):
                 raise LabelError(f"{name}: task #{i}: '{field}' must be a list")
+        for field in ("annotations", "completions"):
+            for j, ann in enumerate(task.get(field, []), 1):
+                # Skipping a malformed annotation would lose a vote without a word.
+                if not isinstance(ann, dict):
+                    raise LabelError(f"{name}: task #{i}: {field} #{j} is a {type(ann).__name__}, "
+                                     "expected an annotation object")
+                results = ann.get("result") or []
+                if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+                    raise LabelError(f"{name}: task #{i}: {field} #{j}: 'result' must be a list of objects")
     return data
 
 
@@ -145,7 +167,7 @@ def _results(items: Iterable[object]) -> Iterable[dict]:
         if not isinstance(item, dict):  # some exports list predictions by id only
             continue
         for result in item.get("result") or []:
-            if isinstance(result, dict):
+            if isinstance(result, dict):  # _tasks refused malformed annotation results already
                 yield result
 
 
@@ -168,7 +190,7 @@ def pick_choices_name(tasks: Sequence[dict], preferred: Sequence[str], name: str
 
 def _annotations(task: dict) -> list[dict]:
     # Label Studio before 1.0 called annotations "completions".
-    return [a for a in task.get("annotations", task.get("completions", [])) if isinstance(a, dict)]
+    return list(task.get("annotations", task.get("completions", [])))
 
 
 def _chosen(items: Iterable[dict], choices_name: str | None, name: str, where: str) -> list[str]:
