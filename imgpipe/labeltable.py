@@ -50,6 +50,19 @@ def votes_frame(rows: Iterable[dict]) -> pd.DataFrame:
     return frame
 
 
+def shown(text: object) -> str:
+    """User text inside a one-line message: as written when printable, else quoted and escaped
+    (a column named with a line break must not break the line)."""
+    text = str(text)
+    return text if text and text.isprintable() else repr(text)
+
+
+def shown_list(values, limit: int = 12) -> str:
+    values = list(values)
+    out = ", ".join(shown(v) for v in values[:limit])
+    return out + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
 def read_text(path: Path, name: str) -> str:
     """The file as text; a missing, binary or empty file is a :class:`LabelError`."""
     try:
@@ -92,7 +105,7 @@ def read_table(path: Path, sep: str, name: str) -> tuple[list[str], list[tuple[i
         hint = " (a quote that is never closed?)" if "end of data" in str(exc) else ""
         raise LabelError(f"{name}: malformed {kind}: line {reader.line_num}: {exc}{hint}") from None
     if not rows:
-        raise LabelError(f"{name}: no label rows (only a header: {sep.join(header)})")
+        raise LabelError(f"{name}: no label rows (only a header: {sep.join(map(shown, header))})")
     return header, rows
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from imgpipe import arrayfiles
 from imgpipe.errors import LabelError, PipelineError
 from imgpipe.labelstudio.read import LS_CSV_MARKERS, LS_TASK_MARKERS
-from imgpipe.labeltable import load_json, read_table, read_text, vote, votes_frame
+from imgpipe.labeltable import load_json, read_table, read_text, shown_list, vote, votes_frame
 from imgpipe.rawdata import SPLIT_DIRS, iter_array_files
 
 
@@ -30,7 +30,7 @@ def require_columns(header: Sequence[str], wanted: dict[str, str], name: str, se
             if len(header) == 1 and other in header[0]:
                 hint = f"; the header looks {'tab' if other == chr(9) else 'comma'}-separated: set labels.format"
             raise LabelError(
-                f"{name}: no column {column!r} (columns: {', '.join(header) or 'none'}); "
+                f"{name}: no column {column!r} (columns: {shown_list(header) or 'none'}); "
                 f"set {param} to the column that holds it{hint}"
             )
 
@@ -113,6 +113,11 @@ def read_idx_labels(path: Path, image_file: str, classes: Sequence[str] = (), na
         raise LabelError(_renamed(exc, path, name)) from None
     if labels.ndim != 1:
         raise LabelError(f"{name}: an IDX label file holds one number per image, this one has shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.round(labels)) & (np.abs(labels) < 2**31)
+        if not whole.all():
+            i = int(np.argmin(whole))
+            raise LabelError(f"{name}: IDX label {i} is {labels[i]!r}, not a class number")
     return votes_frame(_array_votes(image_file, labels.astype(np.int64), classes))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from imgpipe.errors import LabelError
-from imgpipe.labeltable import load_json, read_table, read_text, vote, votes_frame
+from imgpipe.labeltable import load_json, read_table, read_text, shown, shown_list, vote, votes_frame
 from imgpipe.rawdata import IMAGE_SUFFIXES
 
 # Columns that only Label Studio's CSV/TSV export writes (label-studio-sdk converter, csv2.py).
@@ -56,7 +56,7 @@ def pick_image_key(records: Sequence[dict], preferred: Sequence[str], name: str)
     if len(image_like) == 1:
         return image_like[0]
     raise LabelError(
-        f"{name}: cannot tell which task field names the image (fields: {', '.join(keys) or 'none'}); "
+        f"{name}: cannot tell which task field names the image (fields: {shown_list(keys) or 'none'}); "
         "set labels.file_column to it"
     )
 
@@ -75,7 +75,7 @@ def pick_label_key(records: Sequence[dict], image_key: str, preferred: Sequence[
     if not keys:
         return None
     raise LabelError(
-        f"{name}: cannot tell which field holds the class (fields: {', '.join(keys)}); "
+        f"{name}: cannot tell which field holds the class (fields: {shown_list(keys)}); "
         "set labels.label_column to the Choices tag's name"
     )
 
@@ -111,7 +111,7 @@ def parse_choices(value: object, name: str, where: str) -> list[str]:
     if isinstance(value, dict):
         if isinstance(value.get("choices"), list):
             return [str(c).strip() for c in value["choices"]]
-        raise LabelError(f"{name}: {where}: not a Choices value (keys: {', '.join(map(str, value))}); "
+        raise LabelError(f"{name}: {where}: not a Choices value (keys: {shown_list(value) or 'none'}); "
                          "only Choices (classification) projects can be imported")
     if isinstance(value, list):
         return [c for item in value for c in parse_choices(item, name, where)]
@@ -132,7 +132,7 @@ def _id_text(value: object) -> str:
     """Ids as the CSV writes them (12, not 12.0), whatever the JSON parser made of them."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return "" if value is None else str(value)
+    return "" if value is None else shown(value) if str(value) else ""
 
 
 # ---------------------------------------------------------------------------------------------- JSON
@@ -183,9 +183,9 @@ def pick_choices_name(tasks: Sequence[dict], preferred: Sequence[str], name: str
     if not names:
         other = sorted({str(r.get("type")) for r in results})
         if other:
-            raise LabelError(f"{name}: not a Choices (classification) project: result types {', '.join(other)}")
+            raise LabelError(f"{name}: not a Choices (classification) project: result types {shown_list(other)}")
         return None
-    raise LabelError(f"{name}: several Choices tags ({', '.join(names)}); set labels.label_column to one of them")
+    raise LabelError(f"{name}: several Choices tags ({shown_list(names)}); set labels.label_column to one of them")
 
 
 def _annotations(task: dict) -> list[dict]:
@@ -320,5 +320,5 @@ def read_label_studio_csv(
     header, rows = read_table(path, sep, name)
     missing = sorted(LS_CSV_MARKERS - set(header))
     if missing:
-        raise LabelError(f"{name}: no column {missing[0]!r}: not a Label Studio CSV export (columns: {', '.join(header)})")
+        raise LabelError(f"{name}: no column {missing[0]!r}: not a Label Studio CSV export (columns: {shown_list(header)})")
     return _record_votes(rows, image_keys, label_keys, name, "line")

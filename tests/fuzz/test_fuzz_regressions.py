@@ -1,0 +1,43 @@
+"""Each defect the fuzz properties found, pinned as a plain example (fails before its fix)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from imgpipe.errors import LabelError
+from imgpipe.labels.formats import read_csv_labels, read_idx_labels
+from imgpipe.labelstudio.read import read_label_studio_json_min
+
+
+def _one_line(exc_info, name: str) -> str:
+    message = str(exc_info.value)
+    assert "\n" not in message and name in message, message
+    return message
+
+
+def test_user_text_with_a_line_break_stays_inside_one_line(tmp_path):
+    # A JSON-MIN choice whose key holds a line break printed a two-line error.
+    path = tmp_path / "min.json"
+    path.write_text(json.dumps([{"image": "a.png", "choice": {"\n": None}, "id": 1, "annotator": 1,
+                                 "annotation_id": 2}]))
+    with pytest.raises(LabelError) as exc:
+        read_label_studio_json_min(path)
+    assert "keys: '\\n'" in _one_line(exc, str(path))
+    # A CSV header cell with a line break, named in the missing-column line.
+    path = tmp_path / "labels.csv"
+    path.write_text('"fi\nle",label\na.png,cat\n')
+    with pytest.raises(LabelError) as exc:
+        read_csv_labels(path)
+    assert "columns: 'fi\\nle', label" in _one_line(exc, str(path))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1.5, 1e300])
+def test_idx_float_labels_that_are_no_class_number_are_refused(tmp_path, value):
+    # A NaN label became class -9223372036854775808 with only a numpy RuntimeWarning.
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(bytes([0, 0, 0x0E, 1]) + struct.pack(">I", 2) + struct.pack(">2d", 1.0, value))
+    with pytest.raises(LabelError, match=r"IDX label 1 is .*, not a class number"):
+        read_idx_labels(path, "train-images-idx3-ubyte", ("cat", "dog"))
