@@ -260,8 +260,9 @@ def archive_type(path: Path) -> str | None:
         return None
 
 
+# UnicodeDecodeError: a zip whose UTF-8 flag is set on a name that is not UTF-8 (found by fuzzing).
 _CORRUPT = (tarfile.ReadError, tarfile.HeaderError, EOFError, zlib.error, gzip.BadGzipFile,
-            lzma.LZMAError, zipfile.BadZipFile)
+            lzma.LZMAError, zipfile.BadZipFile, UnicodeDecodeError)
 
 
 def extract_archive(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
@@ -289,7 +290,7 @@ def extract_tar(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
     written."""
     source = budget.source
     symlinks: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
-    with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tf:
+    with open(path, "rb") as raw, _open_tar_stream(raw) as tf:
         for member in tf:
             name = member.name
             budget.member(name)
@@ -320,6 +321,14 @@ def extract_tar(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
             else:
                 raise UnsafeArchiveError(f"{source}: member {name!r} has unsupported type {member.type!r}")
     _materialise_symlinks(dest, symlinks, budget)
+
+
+def _open_tar_stream(raw) -> tarfile.TarFile:
+    try:
+        return tarfile.open(fileobj=raw, mode="r|*")
+    except (TypeError, IndexError) as exc:
+        # tarfile's gzip header reader fails so on a file cut inside its first bytes (found by fuzzing).
+        raise tarfile.ReadError(f"truncated compression header ({type(exc).__name__})") from None
 
 
 def _mkdir(dest: Path | MemberSink, parts: tuple[str, ...], name: str, source: str) -> None:
@@ -354,8 +363,10 @@ def extract_zip(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
         declared = 0
-        for info in infos:
+        for index, info in enumerate(infos, 1):
             budget.member(info.filename)
+            if not info.filename:  # zipfile itself fails on an empty name (found by fuzzing)
+                raise UnsafeArchiveError(f"{source}: member #{index} has an empty name")
             member_parts(info.filename, source)
             declared += info.file_size
             if declared > budget.max_bytes:

@@ -7,15 +7,21 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from imgpipe.errors import PipelineError
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large,
                                                        HealthCheck.filter_too_much]}
 settings.register_profile("ci", max_examples=50, derandomize=True, database=None, print_blob=True, **_COMMON)
+_NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
 settings.register_profile("long", max_examples=int(os.environ.get("IMGPIPE_FUZZ_EXAMPLES", "2000")),
-                          database=None, print_blob=True, **_COMMON)
+                          database=None, print_blob=True,
+                          **({"phases": _NO_SHRINK} if os.environ.get("IMGPIPE_FUZZ_SHRINK") == "0" else {}),
+                          **_COMMON)
+# While fixing: the ci examples, failures reported as found (shrinking a zip can take minutes).
+settings.register_profile("triage", parent=settings.get_profile("ci"),
+                          phases=_NO_SHRINK)
 settings.load_profile(os.environ.get("IMGPIPE_FUZZ_PROFILE", "ci"))
 
 

@@ -41,3 +41,32 @@ def test_idx_float_labels_that_are_no_class_number_are_refused(tmp_path, value):
     path.write_bytes(bytes([0, 0, 0x0E, 1]) + struct.pack(">I", 2) + struct.pack(">2d", 1.0, value))
     with pytest.raises(LabelError, match=r"IDX label 1 is .*, not a class number"):
         read_idx_labels(path, "train-images-idx3-ubyte", ("cat", "dog"))
+
+
+def _zip_with_name(name: str) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), b"x")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data,match", [
+    # A gzip cut inside its header: tarfile raised TypeError (ord() of an empty string).
+    (b"\x1f\x8b\x08", "corrupt or truncated archive"),
+    # A zip member with an empty name: zipfile raised IndexError.
+    (_zip_with_name(""), "member #1 has an empty name"),
+    # A zip whose UTF-8 flag is set on a name that is not UTF-8: UnicodeDecodeError.
+    (_zip_with_name("é.png").replace("é".encode(), b"\xf9\xff"), "corrupt or truncated zip"),
+], ids=["gzip-cut-in-header", "zip-empty-name", "zip-name-not-utf8"])
+def test_archives_that_broke_the_standard_readers_are_one_line(tmp_path, data, match):
+    from imgpipe.download.extract import Budget, extract_archive
+    from imgpipe.errors import SourceError
+
+    archive = tmp_path / "a.bin"
+    archive.write_bytes(data)
+    with pytest.raises(SourceError, match=match) as exc:
+        extract_archive(archive, tmp_path / "out", Budget("src.zip", 1 << 20, 10))
+    _one_line(exc, "src.zip")
