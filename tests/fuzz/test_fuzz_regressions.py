@@ -70,3 +70,30 @@ def test_archives_that_broke_the_standard_readers_are_one_line(tmp_path, data, m
     with pytest.raises(SourceError, match=match) as exc:
         extract_archive(archive, tmp_path / "out", Budget("src.zip", 1 << 20, 10))
     _one_line(exc, "src.zip")
+
+
+@pytest.mark.parametrize("data,match", [
+    (b'{"source": null, "kind": null, "layout": null}', "'source' and 'kind' must be text"),
+    (b'{"source": "s", "kind": "path", "layout": "files", "classes": [1, 2]}', "'classes' must be a list of names"),
+    (b'{"source": "s", "kind": "path", "layout": "files", "\\n": 1}', r"unknown field '\\n'"),
+    (b"\xb8O\xeb", r"not UTF-8 text \(byte 0\)"),
+], ids=["null-fields", "class-numbers", "key-with-line-break", "not-utf8"])
+def test_source_json_with_wrong_types_is_one_line(tmp_path, data, match):
+    # Null fields were taken (and failed stages later); a non-UTF-8 file was a UnicodeDecodeError.
+    from imgpipe.errors import PipelineError
+    from imgpipe.rawdata import SourceInfo
+
+    (tmp_path / "source.json").write_bytes(data)
+    with pytest.raises(PipelineError, match=match) as exc:
+        SourceInfo.read(tmp_path)
+    _one_line(exc, "source.json")
+
+
+def test_classes_json_not_utf8_is_one_line(tmp_path):
+    from imgpipe.contracts import read_classes
+    from imgpipe.errors import PipelineError
+
+    (tmp_path / "classes.json").write_bytes(b"\xb8O\xeb")
+    with pytest.raises(PipelineError, match=r"classes\.json: corrupt or truncated \(not UTF-8 text") as exc:
+        read_classes(tmp_path)
+    _one_line(exc, "classes.json")
