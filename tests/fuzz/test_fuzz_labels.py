@@ -159,3 +159,19 @@ def test_idx_header(type_code, dims, payload, gz):
 def test_idx_float_labels(values):
     data = bytes([0, 0, 0x0E, 1]) + struct.pack(">I", len(values)) + struct.pack(f">{len(values)}d", *values)
     check_detect_and_read(data)
+
+
+@given(st.dictionaries(st.sampled_from([b"label_names", b"fine_label_names", "label_names", b"num_vis"]),
+                       st.one_of(st.lists(st.one_of(st.binary(max_size=6), st.text(max_size=6), st.integers()),
+                                          max_size=4), st.integers(), st.none()), max_size=3),
+       st.binary(max_size=3))
+def test_cifar_meta(obj, tail):
+    # The class names of a CIFAR source (batches.meta / meta): a list of names, or one line.
+    from imgpipe.arrayfiles import load_cifar_meta
+
+    with scratch() as tmp:
+        path = tmp / "batches.meta"
+        path.write_bytes(pickle.dumps(obj, protocol=2) + tail)
+        names, _ = outcome(lambda: load_cifar_meta(path), str(path))
+    if names is not None:
+        assert all(isinstance(n, str) for n in names)
