@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,14 +26,37 @@ settings.register_profile("triage", parent=settings.get_profile("ci"),
 settings.load_profile(os.environ.get("IMGPIPE_FUZZ_PROFILE", "ci"))
 
 
+HANG_S = 20  # one parse of a few hundred bytes taking this long is a hang, not slowness
+
+
+class Hang(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Fail the example (rather than the whole run) when one call does not return in time."""
+    def alarm(_signum, _frame):
+        raise Hang(f"no result after {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def outcome(call, name: str):
     """The property every parser keeps: a result, or one :class:`PipelineError` line that names
-    ``name`` (the file). Any other exception propagates and fails the example.
+    ``name`` (the file), within HANG_S. Any other exception propagates and fails the example.
 
     Returns ``(result, None)`` or ``(None, message)``.
     """
     try:
-        return call(), None
+        with time_limit(HANG_S):
+            return call(), None
     except PipelineError as exc:
         message = str(exc)
         assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
