@@ -281,6 +281,8 @@ def extract_archive(path: Path, dest: Path | MemberSink, budget: Budget) -> None
         what = "zip" if kind == "zip" else "archive"
         raise SourceError(f"{budget.source}: corrupt or truncated {what}: "
                           f"{exc or type(exc).__name__}") from None
+    except NotImplementedError as exc:  # found by fuzzing: zipfile on a compression or version it lacks
+        raise SourceError(f"{budget.source}: unsupported zip: {exc}") from None
     except OSError as exc:
         raise SourceError(f"{budget.source}: cannot extract: {exc.strerror or exc}") from None
 

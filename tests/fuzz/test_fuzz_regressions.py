@@ -34,6 +34,18 @@ def test_user_text_with_a_line_break_stays_inside_one_line(tmp_path):
     assert "columns: 'fi\\nle', label" in _one_line(exc, str(path))
 
 
+@pytest.mark.parametrize("dims", [(2**32 - 1, 2**32 - 1, 0, 2**32 - 1), (2**32 - 1,) * 3])
+def test_idx_header_with_impossible_dimensions_is_one_line(tmp_path, dims):
+    # (n, n, 0, n): numpy's reshape raised ValueError; the int64 size product could also wrap.
+    from imgpipe.arrayfiles import load_idx
+    from imgpipe.errors import SourceError
+
+    path = tmp_path / "x-idx"
+    path.write_bytes(bytes([0, 0, 0x0D, len(dims)]) + struct.pack(f">{len(dims)}I", *dims))
+    with pytest.raises(SourceError, match="impossible shape|over the"):
+        load_idx(path)
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 1.5, 1e300])
 def test_idx_float_labels_that_are_no_class_number_are_refused(tmp_path, value):
     # A NaN label became class -9223372036854775808 with only a numpy RuntimeWarning.
@@ -53,14 +65,23 @@ def _zip_with_name(name: str) -> bytes:
     return buf.getvalue()
 
 
+def _zip_needing_version(version: int) -> bytes:
+    data = bytearray(_zip_with_name("a.txt"))
+    central = data.rfind(b"PK\x01\x02")
+    data[4] = data[central + 6] = version  # "version needed to extract", local and central
+    return bytes(data)
+
+
 @pytest.mark.parametrize("data,match", [
+    # A zip asking for a version zipfile does not implement: NotImplementedError.
+    (_zip_needing_version(164), "unsupported zip: zip file version 16.4"),
     # A gzip cut inside its header: tarfile raised TypeError (ord() of an empty string).
     (b"\x1f\x8b\x08", "corrupt or truncated archive"),
     # A zip member with an empty name: zipfile raised IndexError.
     (_zip_with_name(""), "member #1 has an empty name"),
     # A zip whose UTF-8 flag is set on a name that is not UTF-8: UnicodeDecodeError.
     (_zip_with_name("é.png").replace("é".encode(), b"\xf9\xff"), "corrupt or truncated zip"),
-], ids=["gzip-cut-in-header", "zip-empty-name", "zip-name-not-utf8"])
+], ids=["zip-version", "gzip-cut-in-header", "zip-empty-name", "zip-name-not-utf8"])
 def test_archives_that_broke_the_standard_readers_are_one_line(tmp_path, data, match):
     from imgpipe.download.extract import Budget, extract_archive
     from imgpipe.errors import SourceError
