@@ -116,11 +116,12 @@ def _corrupt(path: Path, stage: str, detail: str) -> PipelineError:
 def read_json_output(path: Path | str, stage: str) -> Any:
     """A JSON file a stage wrote; a missing file raises ``FileNotFoundError`` (run_stage names it)."""
     path = Path(path)
-    text = path.read_text()
     try:
-        return json.loads(text)
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise _corrupt(path, stage, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except UnicodeDecodeError as exc:  # found by fuzzing: was a traceback
+        raise _corrupt(path, stage, f"not UTF-8 text (byte {exc.start})") from None
 
 
 def read_table(path: Path | str, stage: str, columns: list[str] | None = None):

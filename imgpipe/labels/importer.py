@@ -30,6 +30,7 @@ from imgpipe.contracts import (
 from imgpipe.errors import LabelError, PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.labels.boxes.table import empty_table
+from imgpipe.labels.classnames import FEW_IMAGES, class_list_text, few_images_text, merge_class_variants
 from imgpipe.labels.formats import (
     detect_format,
     read_array_labels,
@@ -120,7 +121,7 @@ def idx_image_file(label_path: Path, name: str, items: Sequence[RawItem]) -> str
 
 def read_votes(source: LabelSource, raw_dir: Path, info: SourceInfo, items: Sequence[RawItem],
                cfg: LabelsParams) -> pd.DataFrame:
-    """The votes table of :mod:`imgpipe.labels.votes` for the chosen source."""
+    """The votes table of :mod:`imgpipe.labeltable` for the chosen source."""
     files_dir = Path(raw_dir) / FILES_DIR
     fmt, path, name = source.format, source.path, source.name
     image_keys = (cfg.file_column, "image")
@@ -195,9 +196,11 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         items = list_items(raw_dir, info)
         votes = read_votes(source, raw_dir, info, items, cfg)
     item_ids = [item.item_id for item in items]
-    matched = match_votes(votes, ItemMatcher(item_ids))
     files_dir = raw_dir / FILES_DIR
-    classes, classes_from = freeze_classes(matched, cfg.classes, _source_classes(source, info, cfg, files_dir, votes))
+    source_classes = _source_classes(source, info, cfg, files_dir, votes)
+    votes, variants = merge_class_variants(votes, cfg.classes or source_classes, cfg.on_class_variant, source.name)
+    matched = match_votes(votes, ItemMatcher(item_ids))
+    classes, classes_from = freeze_classes(matched, cfg.classes, source_classes)
     if not classes:
         sample = next(iter(votes["reference"]), "")
         hint = f" (e.g. {sample!r} matches none)" if sample else ""
@@ -224,6 +227,7 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         "unlabelled": len(items) - labelled,
         "classes": len(classes),
         "classes_from": classes_from,
+        "class_variants_merged": len(variants),
         "dropped": int((result.issues["action"] == "drop").sum()),
         "quarantined": int((result.issues["action"] == "quarantine").sum()),
         "problems": problem_report(result.issues, cfg),
@@ -238,7 +242,9 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         "label file": source.name,
         "images": len(items),
         "labelled": labelled,
-        "classes": f"{len(classes)} ({classes_from})",
+        "classes": f"{len(classes)} ({classes_from}): {class_list_text(classes)}",
+        f"classes under {FEW_IMAGES} images": few_images_text(result.labels, classes),
+        **({"class variants merged": "; ".join(v.text for v in variants)} if variants else {}),
         "votes": f"{result.stats['votes']} ({result.stats['cancelled_skipped']} cancelled skipped, "
                  f"{result.stats['majority_resolved']} settled by majority)",
         "dropped": _counts_text(result.issues, "drop"),

@@ -44,6 +44,9 @@ class LabelsParams(Section):
     on_conflict: Policy = "quarantine"
     on_orphan_label: Literal["drop", "fail"] = "drop"
     on_unreviewed: Policy = "drop"
+    # Class names differing only by case or surrounding spaces (cat, Cat): merge into one
+    # spelling (reported), or fail.
+    on_class_variant: Literal["merge", "fail"] = "merge"
     # How several annotators' labels for one image become one: majority, or dawid-skene (each
     # annotator weighted by the reliability estimated from all their labels).
     vote: Literal["majority", "dawid-skene"] = "majority"
