@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("imgpipe.predict", "run the trained model on images: a CSV of labels and probabilities, "
                 "or Label Studio tasks pre-annotated most-uncertain first"),
     "review": ("imgpipe.validate.export", "export the validate stage's findings as Label Studio tasks"),
+    "export": ("imgpipe.export", "write the validated dataset as imagefolder, hf (datasets parquet) or "
+               "webdataset"),
 }
 
 
