@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "review": ("imgpipe.validate.export", "export the validate stage's findings as Label Studio tasks"),
     "export": ("imgpipe.export", "write the validated dataset as imagefolder, hf (datasets parquet) or "
                "webdataset"),
+    "diff": ("imgpipe.diff", "what changed between two versions: images, labels, splits, classes, findings, "
+             "model metrics and flipped predictions"),
 }
 
 
