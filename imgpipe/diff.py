@@ -49,11 +49,19 @@ class Revision:
 
         self.name = self.rev or WORKSPACE
         try:
-            self.fs = DVCFileSystem(str(self.root), rev=self.rev)
+            self.fs = DVCFileSystem(str(self.root), rev=self.commit())
         except Exception as exc:  # dvc raises its own types for unknown revisions
             raise PipelineError(f"{self.name}: not a revision of {self.root} "
                                 f"(a tag, branch, commit or experiment name): {_first_line(exc)}") from None
         self.paths = self._paths()
+
+    def commit(self) -> str | None:
+        """The commit ``rev`` names; experiment names too, which the file system alone does not resolve."""
+        if self.rev is None:
+            return None
+        from dvc.scm import SCM, resolve_rev
+
+        return resolve_rev(SCM(str(self.root)), self.rev)
 
     def _paths(self):
         import yaml
@@ -87,7 +95,8 @@ class Revision:
         parts = PurePosixPath(path).parts
         for n in range(len(parts), 0, -1):
             try:
-                if self.fs.info("/".join(parts[:n])).get("dvc_info"):
+                dvc_info = self.fs.info("/".join(parts[:n])).get("dvc_info") or {}
+                if dvc_info.get("isout") and dvc_info.get("md5"):  # an output with a recorded hash
                     return True
             except Exception:  # noqa: S112 (absent here: look further up)
                 continue
