@@ -105,9 +105,10 @@ class Revision:
     def _missing(self, path: str) -> MissingOutput:
         rev = self.rev or "the workspace"
         return MissingOutput(
-            f"{rev}: {path} is neither in the local cache nor on the default remote; push it from a "
-            f"machine that has it (`dvc push` there, `dvc exp push` for an experiment), or rebuild it "
-            f"here with `git checkout {self.rev or 'HEAD'} && dvc repro`")
+            f"{rev}: {path} is neither in the local cache nor on the default remote (a folder in each "
+            f"person's home until the project shares an S3 remote); push it from a machine that has it "
+            f"(`dvc push`, `dvc exp push` for an experiment), or rebuild it here: "
+            f"`git checkout {self.rev or 'HEAD'} && dvc repro` (about 30 s on the default digits)")
 
     def table(self, path: str | Path, columns: list[str] | None = None):
         import pandas as pd

@@ -52,3 +52,15 @@ def test_model_diff_lists_exactly_the_flipped_test_images():
     assert m["flips"]["compared"] == 4
     assert m["metrics"] == [{"name": "accuracy", "a": 0.5, "b": 0.25, "delta": -0.25}]
     assert [r["f1_delta"] for r in m["per_class"]] == [-1.0, 0.5]
+
+
+def test_the_registry_has_a_dataset_images_artifact_at_the_preprocessed_shards():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    artifacts = yaml.safe_load((root / "dvc.yaml").read_text())["artifacts"]
+    paths = yaml.safe_load((root / "params.yaml").read_text())["paths"]
+    assert artifacts["dataset-images"]["path"] == paths["preprocessed"]
+    assert artifacts["dataset-images"]["type"] == "dataset"
