@@ -4,9 +4,11 @@ gives the same images, labels, classes and splits; told apart from a URL list by
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +21,7 @@ from imgpipe.download.hf_parquet import is_hf_parquet, split_of_file  # noqa: E4
 from imgpipe.errors import SourceError  # noqa: E402
 from imgpipe.export import export_dataset  # noqa: E402
 from imgpipe.params.download import DownloadParams  # noqa: E402
+from imgpipe.params.preprocess import PreprocessParams  # noqa: E402
 from imgpipe.rawdata import FILES_DIR, SourceInfo, list_items, read_item_bytes  # noqa: E402
 
 
@@ -44,6 +47,17 @@ def test_an_hf_export_read_back_as_a_source_keeps_images_labels_classes_and_spli
     for item_id, item in items.items():
         source_id = item_id.split("/", 1)[1]
         assert read_item_bytes(raw, item) == read_item_bytes(original, by_id[source_id])
+
+    # The labels stage reads the source's own labels and classes from it.
+    from imgpipe.labels.importer import import_labels
+    from imgpipe.params.labels import LabelsParams
+    from imgpipe.preprocess.pipeline import preprocess_images
+
+    preprocess_images(raw, tmp_path / "pre", PreprocessParams(size=(12, 12), workers=1), progress=False)
+    import_labels(raw, tmp_path / "labels", LabelsParams())
+    imported = pd.read_parquet(tmp_path / "labels/labels.parquet")
+    assert dict(zip(imported["item_id"], imported["label"], strict=True)) == {i: lab for i, (_, lab) in want.items()}
+    assert json.loads((tmp_path / "labels/classes.json").read_text())["classes"] == ["zebra", "cat", "dog"]
 
     again = tmp_path / "raw2"
     acquire(DownloadParams(source=str(tmp_path / "hf")), again)  # the same bytes, whatever the spelling
