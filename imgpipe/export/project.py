@@ -90,11 +90,17 @@ class ProjectOutputs:
         else:
             yield from self._array_images(rows, df)
 
+    @cached_property
+    def _raw_items(self) -> dict:
+        from imgpipe.rawdata import list_items
+
+        return {item.item_id: item for item in list_items(self.path(self.paths.raw), self.source)}
+
     def _file_images(self, rows) -> Iterator[ExportImage]:
-        from imgpipe.rawdata import PackReader, list_items
+        from imgpipe.rawdata import PackReader
 
         raw = self.path(self.paths.raw)
-        by_id = {item.item_id: item for item in list_items(raw, self.source)}
+        by_id = self._raw_items
         with PackReader(raw) as packs:
             for item_id, source_path, split, label, index in rows:
                 item = by_id.get(item_id)
