@@ -521,7 +521,9 @@ def read_shard_image(side: Revision, shard: int, offset: int):
     path = (side.paths.preprocessed / shard_name(shard)).as_posix()
     with side.fs.open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
-        shape, _fortran, dtype = np.lib.format._read_array_header(fh, version)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _fortran, dtype = read_header(fh)
         size = int(np.prod(shape[1:])) * dtype.itemsize
         start = fh.tell() + offset * size
         if fh.seekable():

@@ -30,7 +30,7 @@ def imgpipe(clone: Clone, *args: str, check: bool = True, home=None):
     proc = subprocess.run([sys.executable, "-m", "imgpipe.cli", *args], cwd=clone.root, env=e,
                           capture_output=True, text=True)
     if check and proc.returncode:
-        raise AssertionError(f"imgpipe {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"imgpipe {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return proc
 
 
