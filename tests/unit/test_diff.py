@@ -64,3 +64,36 @@ def test_the_registry_has_a_dataset_images_artifact_at_the_preprocessed_shards()
     paths = yaml.safe_load((root / "params.yaml").read_text())["paths"]
     assert artifacts["dataset-images"]["path"] == paths["preprocessed"]
     assert artifacts["dataset-images"]["type"] == "dataset"
+
+
+def test_a_revision_can_be_an_experiment_name(tmp_path):
+    """dvc's file system alone resolves tags, branches and commits; experiment names go through
+    `dvc.scm.resolve_rev` first. A one-stage project, one experiment."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from imgpipe.diff import Revision
+
+    e = dict(os.environ, DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
+             GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid")
+
+    def run(*args):
+        proc = subprocess.run(args, cwd=tmp_path, env=e, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{args}: {proc.stdout[-1500:]} {proc.stderr[-1500:]}"
+
+    (tmp_path / "params.yaml").write_text("x: 1\n")
+    (tmp_path / "score.py").write_text("import json, yaml\nx = yaml.safe_load(open('params.yaml'))['x']\n"
+                                       "json.dump({'accuracy': x / 10}, open('eval.json', 'w'))\n")
+    (tmp_path / "dvc.yaml").write_text("stages:\n  score:\n    cmd: python score.py\n    deps: [score.py]\n"
+                                       "    params: [x]\n    metrics:\n      - eval.json:\n          cache: false\n")
+    run("git", "init", "-q", "-b", "main")
+    run(sys.executable, "-m", "dvc", "init", "-q")
+    run(sys.executable, "-m", "dvc", "repro")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "base")
+    run(sys.executable, "-m", "dvc", "exp", "run", "-q", "-n", "bigger-x", "-S", "x=7")
+    assert Revision(tmp_path, "bigger-x").json("eval.json") == {"accuracy": 0.7}
+    assert Revision(tmp_path, "main").json("eval.json") == {"accuracy": 0.1}
+    assert json.loads((tmp_path / "eval.json").read_text()) == {"accuracy": 0.7}  # exp run applied it
