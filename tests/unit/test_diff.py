@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from imgpipe.diff import dataset_diff, markdown, model_diff
 
@@ -66,6 +67,7 @@ def test_the_registry_has_a_dataset_images_artifact_at_the_preprocessed_shards()
     assert artifacts["dataset-images"]["type"] == "dataset"
 
 
+@pytest.mark.e2e  # the real dvc CLI in a temporary repository (about 10 s)
 def test_a_revision_can_be_an_experiment_name(tmp_path):
     """dvc's file system alone resolves tags, branches and commits; experiment names go through
     `dvc.scm.resolve_rev` first. A one-stage project, one experiment."""
