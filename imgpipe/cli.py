@@ -17,7 +17,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                 "or Label Studio tasks pre-annotated most-uncertain first"),
     "review": ("imgpipe.validate.export", "export the validate stage's findings and the network's suspected "
                "test-label errors as Label Studio tasks"),
-    "export": ("imgpipe.export", "write the validated boxes as Pascal VOC, COCO, YOLO or Label Studio JSON"),
+    "export": ("imgpipe.export", "write the validated dataset as imagefolder, hf (datasets parquet) or "
+               "webdataset, or its boxes as voc, coco, yolo or label-studio"),
+    "diff": ("imgpipe.diff", "what changed between two versions: images, labels, splits, classes, findings, "
+             "model metrics and flipped predictions"),
 }
 
 

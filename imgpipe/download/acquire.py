@@ -21,6 +21,7 @@ from pathlib import Path
 from imgpipe.download.builtin import write_digits
 from imgpipe.download.crawl_list import is_url_list
 from imgpipe.download.fetch import BACKOFF_S, FetchResult, fetch_to_file, redact
+from imgpipe.download.hf_parquet import is_hf_parquet
 from imgpipe.download.official import OFFICIAL_DATASETS, OfficialDataset, OfficialFile
 from imgpipe.errors import SourceError
 from imgpipe.io import atomic_dir, write_json
@@ -68,6 +69,10 @@ def _acquire(source: str, cfg: DownloadParams, out_dir: Path, registry: Mapping[
             from imgpipe.download.official import acquire_official
 
             info = acquire_official(registry[source], cfg, tmp, backoff_s)
+        elif is_hf_parquet(source):  # before URL lists: a local .parquet of images, or hf:<where>
+            from imgpipe.download.hf_parquet import acquire_hf_parquet
+
+            info = acquire_hf_parquet(source, cfg, tmp, backoff_s)
         elif is_url_list(source):
             from imgpipe.download.crawl import acquire_crawl
 

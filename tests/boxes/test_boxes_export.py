@@ -8,7 +8,7 @@ import pytest
 from boxkit import CLASSES, IMAGES, make_raw
 
 from imgpipe.contracts import BOX_COLUMNS
-from imgpipe.export import FORMATS
+from imgpipe.export.boxes import BOX_WRITERS as FORMATS
 from imgpipe.export.boxes import images_of
 from imgpipe.labels.boxes.load import box_table
 from imgpipe.params.labels import LabelsParams
@@ -71,7 +71,8 @@ def test_export_writes_the_validated_boxes(tmp_path, capsys):
         f"paths:\n  labels: {labels}\n  validated: {validated}\n")
     out = tmp_path / "coco"
     assert main(["export", "--format", "coco", "--out", str(out), "--params", str(tmp_path / "params.yaml")]) == 0
-    assert "3 boxes on 3 images as coco" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "3 boxes on 3 images as coco" in captured.out + captured.err
     raw = make_raw(tmp_path / "raw")
     result, _, _ = box_table(raw, out, "auto", str(out), LabelsParams(task="detection"))
     got = result.boxes

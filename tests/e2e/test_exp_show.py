@@ -59,3 +59,41 @@ def clone_dvc_prefix() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "dvc"]
+
+
+# Three experiments, each changing one more param from the baseline (and all at one epoch).
+VARIED = {"slow": ("train.lr=0.3",), "no-bf16": ("train.bf16=false",), "sharp": ("train.label_smoothing=0.0",)}
+
+
+def test_compact_table_keeps_every_varied_param_and_plots_diff_reads_offline(reproduced_once, tmp_path):
+    clone = copy_clone(reproduced_once, tmp_path / "project")
+    clone.commit("baseline: the default pipeline, reproduced")
+    base = clone.params()["train"]
+    for name, sets in VARIED.items():
+        # every experiment names all its params, so none inherits another's (`-S` writes params.yaml)
+        pinned = [f"train.lr={base['lr']}", f"train.bf16={str(base['bf16']).lower()}",
+                  f"train.label_smoothing={base['label_smoothing']}"]
+        own = {s.split("=")[0] for s in sets}
+        args = [a for p in pinned if p.split("=")[0] not in own for a in ("-S", p)]
+        args += [a for s in sets for a in ("-S", s)]
+        clone.dvc("exp", "run", "-n", name, "-S", "train.epochs=1", *args)
+
+    command = readme_command()
+    proc = clone.run("env", f"COLUMNS={WIDTH}", *clone_dvc_prefix(), *command[1:], "--no-pager")
+    lines = [line.rstrip() for line in proc.stdout.splitlines() if line.strip()]
+    assert max(len(line) for line in lines) <= WIDTH, proc.stdout
+    header = lines[1]
+    for column in ("Experiment", "accuracy", "train.epochs", "train.lr", "train.bf16", "train.label_smoothing"):
+        assert re.search(rf"(^|\s){re.escape(column)}(\s|$)", header), proc.stdout
+    assert "…" not in proc.stdout, proc.stdout
+    for name in VARIED:
+        assert any(f"[{name}]" in line for line in lines), proc.stdout
+
+    # `dvc plots diff` of two experiments: every figure it embeds as an image is a local PNG file.
+    out = tmp_path / "plots"
+    clone.dvc("plots", "diff", "slow", "sharp", "-o", str(out))
+    page = (out / "index.html").read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert images and all((out / src).is_file() and (out / src).read_bytes()[:4] == b"\x89PNG" for src in images)
+    for figure in ("confusion.png", "per_class.png", "reliability.png"):
+        assert sum(src.endswith(figure) for src in images) == 2, images  # one per experiment
