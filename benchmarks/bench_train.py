@@ -125,7 +125,7 @@ def throughput(augmented: Path) -> None:
         def batches():
             for idx in tdata.epoch_batches(len(train.y), batch, 0, 0):
                 xb, yb = tdata.read_batch(train, idx)
-                yield tdata.augment_batch(xb, gen, True, 2), yb
+                yield tdata.flip_translate_batch(xb, gen, True, 2), yb
 
         def step(xb, yb):
             loss = loss_fn(model(xb), yb)

@@ -111,7 +111,7 @@ def _luma(x):
     return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
-def augment_batch(images: np.ndarray, d: AugmentDraws, sl: slice) -> np.ndarray:
+def apply_drawn_transforms(images: np.ndarray, d: AugmentDraws, sl: slice) -> np.ndarray:
     """Augment uint8 ``(B, H, W, C)`` images with the draws ``d[sl]``; returns uint8 of the same shape."""
     import torch
     import torch.nn.functional as F
@@ -172,7 +172,7 @@ def write_train_split(
         d = draw(cfg, n, copy)
         for start in range(0, n, BATCH):
             sl = slice(start, min(start + BATCH, n))
-            out[copy * n + sl.start : copy * n + sl.stop] = augment_batch(images[sl], d, sl)
+            out[copy * n + sl.start : copy * n + sl.stop] = apply_drawn_transforms(images[sl], d, sl)
             if progress is not None:
                 progress.update(sl.stop - sl.start)
     out.flush()

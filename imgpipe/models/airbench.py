@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 # Eigenvalues below this share of the largest are float32 round-off, not directions of the data.
 NULL_DIRECTION = 1e-7
 

@@ -34,7 +34,10 @@ class TrainParams(Section):
     pretrained: str = ""  # resnet18: weights file (path, best under pretrained/, or URL)
     pretrained_sha256: str = ""  # pins train.pretrained's bytes (required for a URL)
     freeze_backbone: bool = False  # resnet18: train the new classifier only
-    bf16: bool = True  # bf16 autocast on CPUs with native bf16 units; GPUs always use AMP
+    # auto: bf16 autocast where native (AVX512-BF16/AMX CPUs, bf16 GPUs), fp16 + GradScaler on older
+    # GPUs, else fp32; true: bf16 everywhere (emulated where not native); false: fp32 everywhere.
+    # The environment variable IMGPIPE_FORCE_BF16=1/0 overrides it (CI runs the bf16 path anywhere).
+    bf16: bool | Literal["auto"] = "auto"
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = all cores
     nproc: int = Field(1, ge=1)  # processes on this node: > 1 reruns the stage under torchrun (DDP)
     checkpoint_dir: str = ".cache/train"  # resume checkpoints (outside DVC's outputs, gitignored)
