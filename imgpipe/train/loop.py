@@ -99,6 +99,9 @@ def make_optimizer(model, cfg, batch: int | None = None):
     """SGD (Nesterov) or AdamW with :func:`param_groups`; the lr scales with ``batch / cfg.batch_size``."""
     import torch
 
+    from imgpipe.train.recipes import resolve_recipe
+
+    cfg = resolve_recipe(cfg)
     lr = cfg.lr * (batch or cfg.batch_size) / cfg.batch_size
     groups = param_groups(model, lr, cfg.weight_decay, cfg.bias_lr_scale)
     if cfg.optimizer == "sgd":
@@ -138,7 +141,9 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
 
     from imgpipe.inference import predict_logits
     from imgpipe.torchenv import autocast, mixed_precision, precision_mode
+    from imgpipe.train.recipes import resolve_recipe
 
+    cfg = resolve_recipe(cfg)  # "auto" recipe keys -> the model's values
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     state = state or LoopState()
     mode = precision_mode(device, cfg.bf16)

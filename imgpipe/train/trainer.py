@@ -96,7 +96,9 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
     from imgpipe.train import distributed
     from imgpipe.train.live import EpochLog
     from imgpipe.train.loop import LoopState, fit
+    from imgpipe.train.recipes import resolve_recipe
 
+    cfg = resolve_recipe(cfg)  # the model's recipe for "auto" keys; the resume key sees the values
     dist = distributed.setup()
     try:
         torchenv.configure(cfg.threads, cfg.seed, dist.device)

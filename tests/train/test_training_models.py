@@ -121,7 +121,20 @@ def test_one_step_runs_for_every_schedule(schedule, tiny_split):
     assert state.step == 1 and len(state.history) == 1
     record = state.history[0]
     assert all(math.isfinite(v) for v in record.values()), record
-    assert 0 < record["lr_last"] <= cfg.lr and record["train/loss"] > 0
+    assert 0 < record["lr_last"] <= 0.75 and record["train/loss"] > 0  # airbench's recipe: peak lr 0.75
+
+
+def test_each_model_takes_its_own_recipe_unless_a_value_is_set():
+    from imgpipe.train.recipes import RECIPES, resolve_recipe
+
+    assert TrainParams().lr == "auto"  # the shipped params.yaml says auto too (test_params_defaults)
+    lenet = resolve_recipe(TrainParams(model="lenet"))
+    assert (lenet.lr, lenet.label_smoothing, lenet.bias_lr_scale) == (0.1, 0.0, 1.0)
+    assert resolve_recipe(TrainParams()).lr == RECIPES["airbench"]["lr"] == 0.75
+    mine = resolve_recipe(TrainParams(model="lenet", lr=0.03))
+    assert mine.lr == 0.03 and mine.momentum == RECIPES["lenet"]["momentum"]  # a set value wins
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainParams(label_smoothing=1.5)
 
 
 def test_small_datasets_get_smaller_batches_and_proportional_lr():
