@@ -88,3 +88,14 @@ def test_bytes_do_not_depend_on_torch_thread_count():
     finally:
         torch.set_num_threads(before)
     assert np.array_equal(one, many)
+
+
+def test_hflip_auto_mirrors_photos_not_handwriting():
+    from imgpipe.augment import resolve_hflip
+
+    auto = AugmentParams()
+    assert auto.hflip == "auto"
+    assert resolve_hflip(auto, "digits").hflip is False and resolve_hflip(auto, "mnist").hflip is False
+    assert resolve_hflip(auto, "cifar10").hflip is True
+    assert resolve_hflip(auto, "../shared/data/cifar10-train.tar.gz").hflip is True
+    assert resolve_hflip(AugmentParams(hflip=False), "cifar10").hflip is False  # a set value wins

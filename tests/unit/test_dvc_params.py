@@ -26,6 +26,7 @@ PARTIAL = {
     ("train", "download"): {"download.s3_endpoint_url", "download.retries", "download.timeout_s",
                             "download.cache_dir"},
     ("validate", "preprocess"): {"preprocess.size", "preprocess.mode"},
+    ("augment", "download"): {"download.source"},
     ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
