@@ -54,7 +54,7 @@ def clone(dest: Path, overrides: dict) -> Path:
 
 def headline(work: Path, epochs: int | None) -> Path:
     overrides = {"download.source": str(ARCHIVE), "download.sha256": ARCHIVE_SHA256,
-                 "validate.test_fraction": 0.2, "augment.hflip": True}
+                 "validate.test_fraction": 0.2}  # augment.hflip auto: on for this photo source
     if epochs:
         overrides["train.epochs"] = epochs
     repo = clone(work / "cifar", overrides)
