@@ -187,8 +187,10 @@ def test_pretrained_weights_from_a_url_pinned_by_sha256(tmp_path):
 
 
 def test_two_process_torchrun_visits_every_sample_once_and_matches_one_process(tmp_path):
-    ws1 = workspace(tmp_path / "one", epochs=2, ema=False)
-    ws2 = workspace(tmp_path / "two", epochs=2, ema=False, nproc=2)
+    # 16 images per step (8 per rank): per-rank BatchNorm statistics of 2-3 images (the 8-step
+    # default on 40 images) made the 2-process model's eval-mode output noise.
+    ws1 = workspace(tmp_path / "one", epochs=2, ema=False, min_steps_per_epoch=2)
+    ws2 = workspace(tmp_path / "two", epochs=2, ema=False, nproc=2, min_steps_per_epoch=2)
     one = run_stage(ws1, {"IMGPIPE_TRAIN_TRACE": str(tmp_path / "trace1")})
     assert one.returncode == 0, one.stderr
     two = run_stage(ws2, {"IMGPIPE_TRAIN_TRACE": str(tmp_path / "trace2")})
@@ -206,5 +208,5 @@ def test_two_process_torchrun_visits_every_sample_once_and_matches_one_process(t
     m1 = json.loads((ws1 / "metrics/train/metrics.json").read_text())
     m2 = json.loads((ws2 / "metrics/train/metrics.json").read_text())
     assert abs(m1["train"]["loss"] - m2["train"]["loss"]) < 0.25
-    assert abs(m1["val"]["acc"] - m2["val"]["acc"]) <= 0.34
+    assert abs(m1["val"]["acc"] - m2["val"]["acc"]) <= 0.34, (m1, m2)
     assert (ws2 / "models" / "model.pt").exists()
