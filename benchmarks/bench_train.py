@@ -54,7 +54,7 @@ def clone(dest: Path, overrides: dict) -> Path:
 
 def headline(work: Path, epochs: int | None) -> Path:
     overrides = {"download.source": str(ARCHIVE), "download.sha256": ARCHIVE_SHA256,
-                 "validate.test_fraction": 0.2, "augment.hflip": True}
+                 "validate.test_fraction": 0.2}  # augment.hflip auto: on for this photo source
     if epochs:
         overrides["train.epochs"] = epochs
     repo = clone(work / "cifar", overrides)
@@ -84,6 +84,17 @@ def headline(work: Path, epochs: int | None) -> Path:
     return repo
 
 
+def cpu_flags() -> str:
+    """The CPU flags that decide the precision paths: avx2, avx512f, avx512_bf16, amx_*."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split(":", 1)[1].split()
+    except (OSError, StopIteration):
+        return "cpu flags: unknown (no /proc/cpuinfo)"
+    wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]
+    return "cpu flags: " + " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
+
+
 def _throughput(step, batches, min_seconds: float = 20.0) -> float:
     seen, started = 0, time.perf_counter()
     for i, (xb, yb) in enumerate(batches()):
@@ -111,10 +122,16 @@ def throughput(augmented: Path) -> None:
     meta, norm = load_augmented_meta(augmented)
     train = load_split(augmented, "train")
     cfg = load("train", TrainParams, PROJECT / "params.yaml")
-    print(f"throughput on {len(train.y)} train images ({meta['height']}x{meta['width']}x{meta['channels']}), "
-          f"{torch.get_num_threads()} threads, fp32 unless the CPU has bf16 units")
+    from imgpipe.torchenv import autocast, bf16_supported, mixed_precision
+    from imgpipe.train.recipes import resolve_recipe
 
-    def ours(arch: str, options: dict, batch: int, lr: float):
+    cfg = resolve_recipe(cfg)
+    cpu = torch.device("cpu")
+    print(f"throughput on {len(train.y)} train images ({meta['height']}x{meta['width']}x{meta['channels']}), "
+          f"{torch.get_num_threads()} threads; {cpu_flags()}; oneDNN native bf16: {bf16_supported()}; "
+          f"train.bf16={cfg.bf16} runs {mixed_precision(cpu, cfg.bf16)[1]} here")
+
+    def ours(arch: str, options: dict, batch: int, lr: float, bf16: bool = False):
         model = make_model(arch, meta, norm, options)
         c = cfg.model_copy(update={"model": arch, "lr": lr, "width": options.get("width", 0)})
         opt = make_optimizer(model, c)
@@ -125,10 +142,12 @@ def throughput(augmented: Path) -> None:
         def batches():
             for idx in tdata.epoch_batches(len(train.y), batch, 0, 0):
                 xb, yb = tdata.read_batch(train, idx)
-                yield tdata.augment_batch(xb, gen, True, 2), yb
+                yield tdata.flip_translate_batch(xb, gen, True, 2), yb
 
         def step(xb, yb):
-            loss = loss_fn(model(xb), yb)
+            with autocast(cpu, "bf16" if bf16 else "fp32"):
+                logits = model(xb)
+            loss = loss_fn(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -167,9 +186,13 @@ def throughput(augmented: Path) -> None:
     seed = seed_loop()
     lenet = ours("lenet", {}, 512, 0.05)
     default = ours(cfg.model, width, cfg.batch_size, cfg.lr)
+    default_bf16 = ours(cfg.model, width, cfg.batch_size, cfg.lr, bf16=True)
     print(f"  seed loop (LeNet, DataLoader batch 4, ToTensor): {seed:8.0f} img/s")
     print(f"  LeNet through our data path (batch 512):           {lenet:8.0f} img/s  ({lenet / seed:.1f}x the seed loop)")
-    print(f"  default {cfg.model} (width {cfg.width}) batch {cfg.batch_size}:       {default:8.0f} img/s")
+    print(f"  default {cfg.model} (width {cfg.width}) batch {cfg.batch_size}, fp32:  {default:8.0f} img/s")
+    kind = "native" if bf16_supported() else "EMULATED (no bf16 units: expect slower)"
+    print(f"  default {cfg.model} batch {cfg.batch_size}, bf16 autocast ({kind}): {default_bf16:8.0f} img/s "
+          f"({default_bf16 / default:.2f}x fp32)")
     print(f"  this process's peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -58,7 +58,7 @@ def draw(cfg: AugmentParams, n: int, copy: int) -> AugmentDraws:
         return 1 + strength * (2 * col - 1) if cfg.color else ones
 
     return AugmentDraws(
-        flip_h=(u[:, 0] < 0.5) & cfg.hflip,
+        flip_h=(u[:, 0] < 0.5) & (cfg.hflip is True),  # "auto" unresolved (no source known): off
         flip_v=(u[:, 1] < 0.5) & cfg.vflip,
         angle=angle,
         crop_w=crop_w,
@@ -111,7 +111,7 @@ def _luma(x):
     return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
-def augment_batch(images: np.ndarray, d: AugmentDraws, sl: slice) -> np.ndarray:
+def apply_drawn_transforms(images: np.ndarray, d: AugmentDraws, sl: slice) -> np.ndarray:
     """Augment uint8 ``(B, H, W, C)`` images with the draws ``d[sl]``; returns uint8 of the same shape."""
     import torch
     import torch.nn.functional as F
@@ -172,7 +172,7 @@ def write_train_split(
         d = draw(cfg, n, copy)
         for start in range(0, n, BATCH):
             sl = slice(start, min(start + BATCH, n))
-            out[copy * n + sl.start : copy * n + sl.stop] = augment_batch(images[sl], d, sl)
+            out[copy * n + sl.start : copy * n + sl.stop] = apply_drawn_transforms(images[sl], d, sl)
             if progress is not None:
                 progress.update(sl.stop - sl.start)
     out.flush()
@@ -229,6 +229,18 @@ def build(dataset, preprocessed_dir: Path, out_dir: Path, cfg: AugmentParams, cl
     # hflip: mirrored images are valid for this data (augment.hflip); train then flips batches and
     # evaluates with flip TTA, reading it here so the train stage needs no augment params.
     meta = {"classes": list(classes), "counts": counts, "height": shape[0], "width": shape[1], "channels": shape[2],
-            "hflip": bool(cfg.hflip)}
+            "hflip": cfg.hflip is True}
     write_json(out_dir / contracts.AUGMENTED_META_FILE, meta)
     return meta
+
+
+# Built-in sources whose images are not mirror-symmetric classes (a mirrored 2 or 7 is no digit).
+NO_MIRROR_SOURCES = {"digits", "mnist", "fashion-mnist", "emnist", "kmnist"}
+
+
+def resolve_hflip(cfg, source: str):
+    """``cfg`` with ``hflip: auto`` decided by ``download.source``: on for photos, off for handwriting."""
+    if cfg.hflip != "auto":
+        return cfg
+    name = str(source).strip().lower()
+    return cfg.model_copy(update={"hflip": name not in NO_MIRROR_SOURCES})

@@ -92,6 +92,11 @@ def load_checkpoint(path: Path | str) -> tuple[nn.Module, dict]:
     except RuntimeError as exc:
         raise PipelineError(f"{path}: weights do not fit a {checkpoint['arch']} model "
                             f"({str(exc).splitlines()[0]}); rebuild it with `dvc repro -f train`") from None
+    bad = [k for k, v in checkpoint["state_dict"].items()
+           if isinstance(v, torch.Tensor) and v.dtype.is_floating_point and not torch.isfinite(v).all()]
+    if bad:  # a diverged run: its predictions would be one class, its scores meaningless
+        raise PipelineError(f"{path}: the model's weights are not finite ({len(bad)} tensors hold NaN/inf, "
+                            f"first {bad[0]}); retrain it (`dvc repro train`, in fp32 with -S train.bf16=false)")
     model.eval()
     return model, checkpoint
 

@@ -136,7 +136,8 @@ def load_model(path: str):
     from imgpipe.inference import load_checkpoint
 
     if not Path(path).is_file():
-        raise PipelineError(f"{path}: no such model; train one with `dvc repro train` (or fetch it with "
+        where = "" if Path(path).is_absolute() else f" ({Path(path).resolve()}, from {Path.cwd()})"
+        raise PipelineError(f"{path}: no such model{where}; train one with `dvc repro train` (or fetch it with "
                             f"`dvc pull {path}`), or name another with --model")
     return load_checkpoint(path)
 
@@ -186,6 +187,13 @@ def preprocess_config(checkpoint: dict, params_file: Path):
     recorded = checkpoint.get("preprocess")
     if isinstance(recorded, dict):
         cfg = PreprocessParams.model_validate(recorded)
+        if params_file.is_file():
+            current = load("preprocess", PreprocessParams, params_file).model_dump(mode="json")
+            mine = cfg.model_dump(mode="json")
+            differ = [f"{k} {current[k]!r} (model: {mine[k]!r})" for k in recorded if current.get(k) != mine.get(k)]
+            if differ:
+                log.warning("imgpipe predict: %s says preprocess %s; using the model's record, as its "
+                            "training images were made", params_file, ", ".join(differ))
     elif params_file.is_file():
         cfg = load("preprocess", PreprocessParams, params_file)
     else:
@@ -198,6 +206,10 @@ def preprocess_config(checkpoint: dict, params_file: Path):
 
 
 def _decode(item: Input, cfg) -> tuple[np.ndarray | None, str]:
+    import warnings
+
+    from PIL import Image
+
     from imgpipe.preprocess.decode import Reject, to_model_pixels
 
     if item.file is None:
@@ -207,7 +219,11 @@ def _decode(item: Input, cfg) -> tuple[np.ndarray | None, str]:
     except OSError as exc:
         return None, f"cannot read: {exc.strerror or exc}"
     try:
-        return to_model_pixels(data, cfg), ""
+        with warnings.catch_warnings():
+            # preprocess.max_pixels rejects large images with its own `too_large` line; Pillow's
+            # warning about the same image would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return to_model_pixels(data, cfg), ""
     except Reject as exc:
         return None, str(exc)
 

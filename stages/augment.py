@@ -9,12 +9,13 @@ from imgpipe.stage import run_stage
 def main() -> None:
     def body() -> dict:
         from imgpipe import contracts as c
-        from imgpipe.augment import build
+        from imgpipe.augment import build, resolve_hflip
         from imgpipe.errors import PipelineError
         from imgpipe.io import atomic_dir
+        from imgpipe.params.download import DownloadParams
 
         paths = load("paths", PathsParams)
-        cfg = load("augment", AugmentParams)
+        cfg = resolve_hflip(load("augment", AugmentParams), load("download", DownloadParams).source)
         classes = c.read_classes(paths.labels)
         dataset_path = paths.validated / c.DATASET_FILE
         dataset = c.read_table(dataset_path, "validate")
@@ -29,6 +30,7 @@ def main() -> None:
             "val": counts["val"],
             "test": counts["test"],
             "image": f"{meta['height']}x{meta['width']}x{meta['channels']}",
+            "mirror flips": "on" if cfg.hflip else "off",
         }
 
     run_stage("augment", body)

@@ -23,12 +23,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# Eigenvalues below this share of the largest are float32 round-off, not directions of the data.
+NULL_DIRECTION = 1e-7
+# airbench94 uses eps 1e-12. Under bf16 autocast a channel whose values agree to bf16's ~3
+# significant digits (small batches, late pooled groups) has a variance of ~0: with eps 1e-12 BN's
+# backward multiplied its gradient by up to 1e6 and a tiny-data run went NaN in 3 steps. 1e-5
+# (PyTorch's default) bounds that at ~300x and is negligible beside the variance of a live channel.
+BN_EPS = 1e-5
+
 
 class BatchNorm(nn.BatchNorm2d):
     """BN with airbench's momentum convention (0.6 = keep 60% of the old running stats)."""
 
     def __init__(self, num_features: int, momentum: float = 0.6):
-        super().__init__(num_features, eps=1e-12, momentum=1 - momentum)
+        super().__init__(num_features, eps=BN_EPS, momentum=1 - momentum)
         self.weight.requires_grad = False  # scale frozen at 1; the bias trains (with a larger lr)
 
 
@@ -99,4 +107,13 @@ class AirNet(nn.Module):
         eigenvalues = eigenvalues.flip(0).view(-1, 1, 1, 1)
         eigenvectors = eigenvectors.T.reshape(c * h * w, c, h, w).flip(0)
         scaled = eigenvectors / torch.sqrt(eigenvalues.clamp_min(0) + eps)
+        # Directions the images do not span (greyscale digits stored as RGB: 8 of 12 eigenvalues are
+        # ~1e-16 of the largest) carry only round-off. Whitened, they became channels of noise (or
+        # constants) that the dirac-initialised convs pass through every group; BatchNorm (eps 1e-12)
+        # scaled that noise to unit variance and its backward multiplied gradients by ~1e6 per
+        # layer (1e30 at the whitening bias). fp32 survived by luck; under bf16 autocast the loss was
+        # NaN by the third step. Those filter slots repeat the real directions instead, so every
+        # channel carries signal. (CIFAR-10's smallest eigenvalue is ~1e-5 of the largest: unchanged.)
+        kept = int((eigenvalues.view(-1) > NULL_DIRECTION * eigenvalues.max()).sum().clamp_min(1))
+        scaled[kept:] = scaled[torch.arange(kept, len(scaled)) % kept]
         self.whiten.weight.copy_(torch.cat((scaled, -scaled)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from imgpipe.params.base import Section
@@ -10,7 +12,9 @@ from imgpipe.params.base import Section
 class AugmentParams(Section):
     seed: int = Field(7, ge=0)
     copies: int = Field(0, ge=0)
-    hflip: bool = False
+    # auto: mirror flips (offline, on the batch, flip TTA) for photo sources, off for handwriting
+    # (digits, mnist, fashion-mnist keeps its shoes pointing one way too); true/false force it
+    hflip: bool | Literal["auto"] = "auto"
     vflip: bool = False
     rotate: bool = True
     rotate_degrees: float = Field(10.0, ge=0, le=180)

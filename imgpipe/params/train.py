@@ -20,13 +20,15 @@ class TrainParams(Section):
     # with it (airbench's lr is per example); 1 = always batch_size.
     min_steps_per_epoch: int = Field(8, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.75, gt=0)  # the peak learning rate (of the mean loss over a batch)
-    momentum: float = Field(0.85, ge=0, lt=1)  # Nesterov when > 0
-    weight_decay: float = Field(0.00133, ge=0)
-    bias_lr_scale: float = Field(64.0, gt=0)  # lr (not decay) multiplier for frozen-scale BN biases
+    # The recipe keys (lr, momentum, weight_decay, bias_lr_scale, label_smoothing): "auto" takes the
+    # chosen model's recipe (imgpipe/train/recipes.py); a number set here wins.
+    lr: float | Literal["auto"] = "auto"  # the peak learning rate (of the mean loss over a batch)
+    momentum: float | Literal["auto"] = "auto"  # Nesterov when > 0
+    weight_decay: float | Literal["auto"] = "auto"
+    bias_lr_scale: float | Literal["auto"] = "auto"  # lr (not decay) multiplier for frozen-scale BN biases
     schedule: Literal["triangle", "onecycle", "cosine", "constant"] = "triangle"
     warmup: float = Field(0.23, ge=0, le=1)  # share of the steps spent rising to the peak lr
-    label_smoothing: float = Field(0.2, ge=0, lt=1)
+    label_smoothing: float | Literal["auto"] = "auto"
     ema: bool = True  # airbench's lookahead weight averaging over the last 70% of the steps
     translate: int = Field(2, ge=0)  # on-the-batch random translation, pixels (0 = off)
     tta: bool = True  # flip test-time augmentation, when augment.hflip says mirrors are valid
@@ -34,7 +36,10 @@ class TrainParams(Section):
     pretrained: str = ""  # resnet18: weights file (path, best under pretrained/, or URL)
     pretrained_sha256: str = ""  # pins train.pretrained's bytes (required for a URL)
     freeze_backbone: bool = False  # resnet18: train the new classifier only
-    bf16: bool = True  # bf16 autocast on CPUs with native bf16 units; GPUs always use AMP
+    # auto: bf16 autocast where native (AVX512-BF16/AMX CPUs, bf16 GPUs), fp16 + GradScaler on older
+    # GPUs, else fp32; true: bf16 everywhere (emulated where not native); false: fp32 everywhere.
+    # The environment variable IMGPIPE_FORCE_BF16=1/0 overrides it (CI runs the bf16 path anywhere).
+    bf16: bool | Literal["auto"] = "auto"
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = all cores
     nproc: int = Field(1, ge=1)  # processes on this node: > 1 reruns the stage under torchrun (DDP)
     checkpoint_dir: str = ".cache/train"  # resume checkpoints (outside DVC's outputs, gitignored)
@@ -42,6 +47,11 @@ class TrainParams(Section):
 
     @model_validator(mode="after")
     def _check(self):
+        for key, lo, hi in (("lr", 0, None), ("momentum", 0, 1), ("weight_decay", 0, None),
+                            ("bias_lr_scale", 0, None), ("label_smoothing", 0, 1)):
+            value = getattr(self, key)
+            if value != "auto" and (value < lo or (hi is not None and value >= hi) or (key == "lr" and value == 0)):
+                raise ValueError(f"{key} must be 'auto' or a number in [{lo}, {hi or 'inf'}), got {value}")
         if self.pretrained and self.model != "resnet18":
             raise ValueError("pretrained weights are only used by model resnet18")
         if self.pretrained.startswith(("http://", "https://", "s3://")) and not self.pretrained_sha256:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from imgpipe.errors import PipelineError
 
-# Params that do not change the computed weights.
+# Params that do not change the computed weights. (``threads`` does, on CPU: the key holds the
+# thread count actually used, in ``extra``.)
 NOT_IN_KEY = {"checkpoint_dir", "nproc", "threads"}
 
 
@@ -24,39 +25,75 @@ def _hash_file(h, path: Path) -> None:
             h.update(chunk)
 
 
+def _hash_tree(base: Path, relative: bool) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in (base.rglob("*") if base.is_dir() else [base]) if p.is_file()
+                   and "__pycache__" not in p.parts)
+    for path in files:
+        h.update(path.relative_to(base).as_posix().encode() if relative else path.as_posix().encode())
+        _hash_file(h, path)
+    return h.hexdigest()
+
+
+def run_key_parts(cfg_dump: dict, input_dir: Path, code_paths: list[Path], extra: dict | None = None) -> dict:
+    """What decides the weights: the params, ``extra`` (precision, threads, ...), and hashes of the
+    training inputs and of the code. Saved in the resume checkpoint to say why one is discarded."""
+    code = hashlib.sha256()
+    for base in map(Path, code_paths):
+        code.update(_hash_tree(base, relative=False).encode())
+    params = {k: v for k, v in cfg_dump.items() if k not in NOT_IN_KEY}
+    return json.loads(json.dumps({"params": params, "extra": extra or {}, "data": _hash_tree(Path(input_dir), True),
+                                  "code": code.hexdigest()}, sort_keys=True, default=str))
+
+
+def key_of(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
 def run_key(cfg_dump: dict, input_dir: Path, code_paths: list[Path], extra: dict | None = None) -> str:
     """sha256 over the params, every file under ``input_dir`` and the code files."""
-    h = hashlib.sha256()
-    params = {k: v for k, v in cfg_dump.items() if k not in NOT_IN_KEY}
-    h.update(json.dumps({"params": params, "extra": extra or {}}, sort_keys=True, default=str).encode())
-    for base in [Path(input_dir), *map(Path, code_paths)]:
-        files = sorted(p for p in (base.rglob("*") if base.is_dir() else [base]) if p.is_file()
-                       and "__pycache__" not in p.parts)
-        for path in files:
-            h.update(path.as_posix().encode() if base != Path(input_dir) else path.relative_to(base).as_posix().encode())
-            _hash_file(h, path)
-    return h.hexdigest()[:20]
+    return key_of(run_key_parts(cfg_dump, input_dir, code_paths, extra))
+
+
+def what_changed(old: dict | None, new: dict) -> str:
+    """One phrase: why a checkpoint with key parts ``old`` does not fit a run with ``new``."""
+    if not old:
+        return "it records no run key (written by an older version)"
+    reasons = []
+    for section in ("params", "extra"):
+        a, b = old.get(section, {}), new.get(section, {})
+        diffs = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        if diffs:
+            reasons.append(("train params changed: " if section == "params" else "the run changed: ")
+                           + ", ".join(diffs[:4]) + (", ..." if len(diffs) > 4 else ""))
+    if old.get("data") != new.get("data"):
+        reasons.append("the training data changed")
+    if old.get("code") != new.get("code"):
+        reasons.append("the training code changed")
+    return "; ".join(reasons) or "its key differs"
 
 
 def path_for(checkpoint_dir: Path, key: str) -> Path:
     return Path(checkpoint_dir) / f"resume-{key}.pt"
 
 
-def discard_stale(checkpoint_dir: Path, key: str) -> list[Path]:
-    """Remove checkpoints of other keys (other params/data/code); returns what was removed."""
+def discard_stale(checkpoint_dir: Path, key: str, parts: dict | None = None) -> list[tuple[Path, str]]:
+    """Remove checkpoints of other keys (other params/data/code); returns ``(path, why)`` pairs."""
     removed = []
-    for old in Path(checkpoint_dir).glob("resume-*.pt"):
+    for old in sorted(Path(checkpoint_dir).glob("resume-*.pt")):
         if old.name != path_for(checkpoint_dir, key).name:
+            saved = load(old) if parts is not None else None
+            why = what_changed((saved or {}).get("key_parts"), parts) if parts is not None else "other key"
             old.unlink(missing_ok=True)
-            removed.append(old)
+            removed.append((old, why))
     return removed
 
 
 def model_checkpoint(model, arch: str, meta: dict, norm: dict, options: dict, *, precision: str, bf16: bool,
-                     tta: bool) -> dict:
+                     tta: bool, preprocess: dict | None = None) -> dict:
     """The saved model (``models/model.pt``): everything predict needs besides the code; loads with
     ``torch.load(weights_only=True)`` and :func:`imgpipe.inference.load_checkpoint`."""
-    return {
+    checkpoint = {
         "arch": arch,
         "model_options": options,
         "classes": meta["classes"],
@@ -68,6 +105,9 @@ def model_checkpoint(model, arch: str, meta: dict, norm: dict, options: dict, *,
         "precision": precision,
         "tta": tta,  # evaluate/predict: average with the mirror image
     }
+    if preprocess is not None:  # predict decodes new images exactly as the training images were
+        checkpoint["preprocess"] = preprocess
+    return checkpoint
 
 
 def save(path: Path, payload: dict) -> None:

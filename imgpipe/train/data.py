@@ -43,7 +43,7 @@ def _reflect(pos, size: int):
     return torch.where(pos >= size, period - pos, pos)
 
 
-def augment_batch(x, generator, flip: bool, translate: int):
+def flip_translate_batch(x, generator, flip: bool, translate: int):
     """Random horizontal flip and translation by up to ``translate`` pixels (reflected borders) of a
     whole ``(B, H, W, C)`` batch in one gather; works on uint8 as well as floats."""
     import torch

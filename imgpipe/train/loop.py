@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imgpipe.errors import PipelineError
 from imgpipe.train import data as tdata
 from imgpipe.train.schedules import multiplier
 
@@ -34,6 +35,24 @@ class LoopState:
     ema: dict | None = None  # weight-averaging state (airbench "lookahead")
     best: dict | None = None  # {"epoch", "score", "state_dict"} for early stopping
     stopped_early: bool = False
+
+
+class NonFiniteTraining(PipelineError):
+    """The loss or the weights stopped being finite numbers: training stops, nothing is written."""
+
+
+def _non_finite(what: str, epoch: int, step: int, precision: str) -> NonFiniteTraining:
+    way_out = ("run in fp32: `dvc exp run -S train.bf16=false` (or IMGPIPE_FORCE_BF16=0)"
+               if precision != "fp32" else "lower the learning rate, e.g. `dvc exp run -S train.lr=0.1`")
+    return NonFiniteTraining(f"train: {what} is not finite at epoch {epoch}, step {step} (precision: {precision}); "
+                             f"no model was written and the previous metrics were not replaced; {way_out}")
+
+
+def weights_finite(model) -> bool:
+    """True when every parameter and buffer (BN statistics included) is finite."""
+    import torch
+
+    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.dtype.is_floating_point)
 
 
 def param_groups(model, lr: float, weight_decay: float, bias_lr_scale: float) -> list[dict]:
@@ -80,6 +99,9 @@ def make_optimizer(model, cfg, batch: int | None = None):
     """SGD (Nesterov) or AdamW with :func:`param_groups`; the lr scales with ``batch / cfg.batch_size``."""
     import torch
 
+    from imgpipe.train.recipes import resolve_recipe
+
+    cfg = resolve_recipe(cfg)
     lr = cfg.lr * (batch or cfg.batch_size) / cfg.batch_size
     groups = param_groups(model, lr, cfg.weight_decay, cfg.bias_lr_scale)
     if cfg.optimizer == "sgd":
@@ -118,11 +140,16 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
     from torch import nn
 
     from imgpipe.inference import predict_logits
-    from imgpipe.torchenv import autocast, mixed_precision
+    from imgpipe.torchenv import autocast, mixed_precision, precision_mode
+    from imgpipe.train.recipes import resolve_recipe
 
+    cfg = resolve_recipe(cfg)  # "auto" recipe keys -> the model's values
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     state = state or LoopState()
-    amp, _ = mixed_precision(device, cfg.bf16)
+    mode = precision_mode(device, cfg.bf16)
+    amp, precision = mixed_precision(device, cfg.bf16)
+    # fp16 (GPUs without bf16) underflows small gradients without loss scaling; bf16 needs none.
+    scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
     net = dist.wrap(model) if dist is not None and world > 1 else model
     batch = effective_batch(len(train.y), cfg, world)
     optimizer = make_optimizer(model, cfg, batch)
@@ -145,20 +172,28 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
         for idx in batches:
             lr = _set_lr(optimizer, cfg, state.step, total)
             xb, yb = tdata.read_batch(train, idx)
-            xb = tdata.augment_batch(xb, gen, flip, cfg.translate)
+            xb = tdata.flip_translate_batch(xb, gen, flip, cfg.translate)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            with autocast(device, amp):
+            with autocast(device, mode):
                 logits = net(xb)
             loss = loss_fn(logits.float(), yb)
+            loss_value = float(loss.detach())  # one sync per step, also the guard below
+            if not np.isfinite(loss_value):
+                raise _non_finite(f"the training loss ({loss_value})", epoch + 1, state.step + 1, precision)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
             state.step += 1
             if cfg.ema and state.step >= EMA_START * total and state.step % EMA_EVERY == 0:
                 decay = (EMA_BASE**EMA_EVERY) * (state.step / total) ** EMA_POW
                 state.ema = _ema_update(model, state.ema, decay)
             n = len(idx)
-            sums += torch.tensor([float(loss.detach()) * n, float((logits.argmax(1) == yb).sum()), n],
+            sums += torch.tensor([loss_value * n, float((logits.argmax(1) == yb).sum()), n],
                                  dtype=torch.float64)
             if on_batch is not None:
                 on_batch(n)
@@ -167,6 +202,8 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
                     fh.write(f"{epoch} {' '.join(map(str, idx.tolist()))}\n")
         if state.ema is not None:
             _ema_update(model, state.ema, 1.0)  # the averaged weights at the end of every epoch
+        if not weights_finite(model):
+            raise _non_finite("a weight", epoch + 1, state.step, precision)
         val_logits = predict_logits(model, val.x[rank::world], 512, bf16=amp, tta=tta)
         val_y = torch.from_numpy(val.y[rank::world])
         val_sums = torch.tensor([
@@ -181,7 +218,7 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
             "train/acc": round(float(sums[1] / sums[2]), 6),
             "val/loss": round(float(val_sums[0] / max(val_sums[2], 1)), 6),
             "val/acc": round(float(val_sums[1] / max(val_sums[2], 1)), 6),
-            "lr": round(lr, 8),
+            "lr_last": round(lr, 8),  # the epoch's last lr (a metric; `train.lr` is the param: the peak)
         }
         state.history.append(record)
         state.epoch += 1

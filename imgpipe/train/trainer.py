@@ -14,7 +14,8 @@ from imgpipe.errors import PipelineError
 log = logging.getLogger("imgpipe")
 
 # The code whose change makes an old resume checkpoint unusable (hashed into the run key).
-CODE = [Path(__file__).parent, Path(__file__).parents[1] / "models", Path(__file__).parents[1] / "inference.py"]
+CODE = [Path(__file__).parent, Path(__file__).parents[1] / "models", Path(__file__).parents[1] / "inference.py",
+        Path(__file__).parents[1] / "torchenv.py"]
 
 
 def _sigterm(signum, frame):  # `kill <pid>`, a queue worker's stop: end like Ctrl-C
@@ -50,10 +51,36 @@ def load_pretrained(model, cfg, download_cfg) -> str:
 def _epoch_line(state, epochs: int, seconds: float) -> str:
     r = state.history[-1]
     return (f"train: epoch {state.epoch}/{epochs}  loss {r['train/loss']:.4f}  acc {r['train/acc']:.4f}  "
-            f"val loss {r['val/loss']:.4f}  val acc {r['val/acc']:.4f}  lr {r['lr']:.4g}  {seconds:.1f}s")
+            f"val loss {r['val/loss']:.4f}  val acc {r['val/acc']:.4f}  lr {r['lr_last']:.4g}  {seconds:.1f}s")
 
 
-def train_model(paths, cfg, download_cfg=None) -> tuple[dict, dict]:
+# What made the model's input pixels (with the checkpoint's "norm"): predict decodes with these.
+PREPROCESS_RECORD = ("mode", "size", "resize", "background")
+
+
+def preprocess_record(preprocess_cfg) -> dict | None:
+    if preprocess_cfg is None:
+        return None
+    dump = preprocess_cfg.model_dump(mode="json")
+    return {k: dump[k] for k in PREPROCESS_RECORD}
+
+
+def previous_outputs_note(paths) -> str:
+    """What is left of the previous run's model and metrics, truthfully: this code never touches
+    them before success, but `dvc repro` deletes a stage's outputs before it starts the stage."""
+    cached = [Path(paths.model), Path(paths.train_log) / "plots"]  # in DVC's cache
+    in_git = [Path(paths.train_log) / "metrics.json"]  # cache: false, tracked by git
+    gone_cached = [str(p) for p in cached if not p.exists()]
+    gone_git = [str(p) for p in in_git if not p.exists()]
+    if not gone_cached and not gone_git:
+        return "the previous model and metrics were left untouched"
+    commands = ([f"dvc checkout {' '.join(gone_cached)}"] if gone_cached else []) + \
+               ([f"git checkout -- {' '.join(gone_git)}"] if gone_git else [])
+    return (f"not in the workspace: {', '.join(gone_cached + gone_git)} (`dvc repro` removes a stage's outputs "
+            f"before it runs it); `{' && '.join(commands)}` brings back the last committed ones")
+
+
+def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dict, dict]:
     """Train (resuming a matching checkpoint); return ``(model checkpoint, final metrics)``.
 
     Under ``torchrun`` every rank calls this; rank 0 alone logs and writes files. Returns
@@ -69,7 +96,9 @@ def train_model(paths, cfg, download_cfg=None) -> tuple[dict, dict]:
     from imgpipe.train import distributed
     from imgpipe.train.live import EpochLog
     from imgpipe.train.loop import LoopState, fit
+    from imgpipe.train.recipes import resolve_recipe
 
+    cfg = resolve_recipe(cfg)  # the model's recipe for "auto" keys; the resume key sees the values
     dist = distributed.setup()
     try:
         torchenv.configure(cfg.threads, cfg.seed, dist.device)
@@ -84,15 +113,20 @@ def train_model(paths, cfg, download_cfg=None) -> tuple[dict, dict]:
         pretrained_sha = load_pretrained(model, cfg, download_cfg) if cfg.pretrained else ""
         model = model.to(dist.device)
         amp, precision = torchenv.mixed_precision(dist.device, cfg.bf16)
+        mode = torchenv.precision_mode(dist.device, cfg.bf16)
 
-        key = ckpt.run_key(cfg.model_dump(mode="json"), paths.augmented, CODE,
-                           extra={"flip": flip, "world": dist.world, "pretrained": pretrained_sha})
+        # CPU weights depend on the thread count (reduction order), so the key holds the count used.
+        parts = ckpt.run_key_parts(cfg.model_dump(mode="json"), paths.augmented, CODE,
+                                   extra={"flip": flip, "world": dist.world, "pretrained": pretrained_sha,
+                                          "precision": mode, "device": dist.device.type,
+                                          "threads": torch.get_num_threads()})
+        key = ckpt.key_of(parts)
         ckpt_dir = Path(cfg.checkpoint_dir)
         ckpt_path = ckpt.path_for(ckpt_dir, key)
         if dist.is_main:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            for old in ckpt.discard_stale(ckpt_dir, key):
-                log.info("train: discarded the checkpoint of a run with other params, data or code: %s", old)
+            for old, why in ckpt.discard_stale(ckpt_dir, key, parts):
+                log.info("train: discarded the checkpoint %s (not resumed: %s)", old, why)
         dist.barrier()
         saved = ckpt.load(ckpt_path)
         state, opt_state = None, None
@@ -101,6 +135,8 @@ def train_model(paths, cfg, download_cfg=None) -> tuple[dict, dict]:
             state = LoopState(**saved["loop"])
             opt_state = saved["optimizer"]
             torch.set_rng_state(saved["rng"])
+            if dist.device.type == "cuda" and saved.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(saved["cuda_rng"], dist.device)
             if dist.is_main:
                 log.info("train: resuming from %s after epoch %d/%d", ckpt_path, state.epoch, cfg.epochs)
         live = EpochLog(ckpt_dir / f"live-{key}", state.history if state else []) if dist.is_main else None
@@ -120,7 +156,8 @@ def train_model(paths, cfg, download_cfg=None) -> tuple[dict, dict]:
                 payload = {"key": key, "model": mdl.state_dict(), "optimizer": optimizer.state_dict(),
                            "loop": {"epoch": st.epoch, "step": st.step, "history": st.history, "ema": st.ema,
                                     "best": st.best, "stopped_early": st.stopped_early},
-                           "rng": torch.get_rng_state(), "live_step": len(st.history)}
+                           "rng": torch.get_rng_state(), "live_step": len(st.history), "key_parts": parts,
+                           "cuda_rng": torch.cuda.get_rng_state(dist.device) if dist.device.type == "cuda" else None}
                 ckpt.save(ckpt_path, payload)
                 line = _epoch_line(st, cfg.epochs, time.perf_counter() - started[0])
                 if bar is not None:
@@ -148,7 +185,7 @@ def train_model(paths, cfg, download_cfg=None) -> tuple[dict, dict]:
                 bar.close()
             saved_epochs = (ckpt.load(ckpt_path) or {}).get("live_step", 0)
             raise PipelineError(f"interrupted; {saved_epochs}/{cfg.epochs} epochs are saved in {ckpt_path}: "
-                                "run the stage again to resume (previous metrics were left untouched)") from None
+                                f"run the stage again to resume; {previous_outputs_note(paths)}") from None
         finally:
             signal.signal(signal.SIGTERM, previous)
         final = dict(state.history[-1]) if state.history else {}
@@ -159,7 +196,8 @@ def train_model(paths, cfg, download_cfg=None) -> tuple[dict, dict]:
             return None, final
         live.publish(paths.train_log)
         checkpoint = ckpt.model_checkpoint(model, cfg.model, meta, norm, options, precision=precision,
-                                           bf16=bool(amp and dist.device.type == "cpu"), tta=bool(flip and cfg.tta))
+                                           bf16=bool(mode == "bf16" and dist.device.type == "cpu"),
+                                           tta=bool(flip and cfg.tta), preprocess=preprocess_record(preprocess_cfg))
         return checkpoint, {**final, "_resume_checkpoint": str(ckpt_path)}
     finally:
         dist.close()

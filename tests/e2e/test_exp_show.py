@@ -51,8 +51,9 @@ def test_compact_table_names_the_varied_params_and_accuracy(reproduced_once, tmp
     for column in ("Experiment", "accuracy", "train.lr", "train.epochs"):
         assert re.search(rf"(^|\s){re.escape(column)}(\s|$)", header), proc.stdout
     assert "…" not in proc.stdout, proc.stdout
-    lrs = {m.group(1) for line in lines for m in [re.search(r"\s(0\.02|0\.75)\s", f" {line} ")] if m}
-    assert lrs == {"0.02", "0.75"}, proc.stdout  # the workspace and the experiment, each with its lr
+    # the workspace (train.lr auto: the model's recipe) and the experiment, each with its lr
+    lrs = {m.group(1) for line in lines for m in [re.search(r"\s(0\.02|auto)\s", f" {line} ")] if m}
+    assert lrs == {"0.02", "auto"}, proc.stdout
 
 
 def clone_dvc_prefix() -> list[str]:

@@ -49,6 +49,7 @@ def test_plots_render_offline_with_the_confusion_template(reproduced):
     # Every figure also as a PNG image plot, which renders with no network.
     assert "metrics/eval/plots/confusion.png" in plots
     assert "reports/validate/sheets/near_duplicates.png" in plots
+    assert {f"metrics/train/plots/png/{n}.png" for n in ("loss", "accuracy", "lr_last")} <= set(plots)
     confusion = plots["Confusion matrix (test split)"][0]["content"]
     assert confusion["data"]["values"][0].keys() >= {"actual", "predicted"}
 

@@ -78,6 +78,17 @@ def test_flip_tta_changes_the_probabilities(tmp_path, monkeypatch):
     plain = pd.read_csv(tmp_path / "plain/metrics/eval/predictions.csv")["confidence"]
     tta = pd.read_csv(tmp_path / "tta/metrics/eval/predictions.csv")["confidence"]
     assert not np.allclose(plain, tta)
+    # TTA is the mean of the logits of each image and its mirror image (left-right), nothing else.
+    import torch
+
+    from imgpipe.evaluate.metrics import softmax
+    from imgpipe.inference import load_checkpoint, predict_logits
+
+    model, _ = load_checkpoint(tmp_path / "tta/models/model.pt")
+    x = np.load(tmp_path / "tta/data/augmented/test_x.npy")
+    mean_logits = (predict_logits(model, x, 8) + predict_logits(model, x[:, :, ::-1].copy(), 8)) / 2
+    assert np.allclose(tta, softmax(mean_logits.numpy()).max(1), atol=1e-5)
+    assert torch.equal(predict_logits(model, x, 8, tta=True), mean_logits)
 
 
 def test_gallery_shows_the_most_confidently_wrong():

@@ -122,6 +122,49 @@ def test_missing_model_one_line(image_dir, capsys):
     assert _predict(str(image_dir)) == 1
     line = _one_error_line(capsys)
     assert "models/model.pt: no such model" in line and "dvc repro train" in line
+    # Run from another folder: the line names the path it looked at and the folder it ran in.
+    assert f"({Path.cwd() / 'models' / 'model.pt'}, from {Path.cwd()})" in line
+
+
+def test_a_model_with_non_finite_weights_is_refused_in_one_line(image_dir, tmp_path, capsys):
+    import torch
+
+    path = save_checkpoint(tmp_path / "diverged.pt")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"]["1.classifier.5.bias"][0] = float("nan")
+    torch.save(checkpoint, path)
+    assert _predict(str(image_dir), "--model", "diverged.pt") == 1
+    line = _one_error_line(capsys)
+    assert "diverged.pt: the model's weights are not finite" in line and "1.classifier.5.bias" in line
+
+
+def test_predict_decodes_as_the_checkpoint_records_whatever_params_yaml_says(tmp_path, capsys):
+    import torch
+    import yaml
+
+    from imgpipe.params.preprocess import PreprocessParams
+
+    path = save_checkpoint(tmp_path / "models" / "model.pt")
+    checkpoint = torch.load(path, weights_only=True)
+    record = {"mode": "RGB", "size": [16, 16], "resize": "letterbox", "background": [0, 0, 0]}
+    checkpoint["preprocess"] = record  # what the train stage records (trainer.preprocess_record)
+    torch.save(checkpoint, path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"preprocess": {"resize": "stretch"}}))
+    wide = random_images(3, size=48, seed=5)[:, :20]  # 20x48: letterbox and stretch differ
+    (tmp_path / "in").mkdir()
+    for i, pixels in enumerate(wide):
+        (tmp_path / "in" / f"w{i}.png").write_bytes(png(pixels))
+    assert _predict("in", "--out", "p.csv") == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if "using the model's record" in line]
+    assert len(warned) == 1 and "resize 'stretch' (model: 'letterbox')" in warned[0]
+    got = pd.read_csv(tmp_path / "p.csv").sort_values("path")
+    model, _ = load_checkpoint(path)
+    cfg = PreprocessParams.model_validate(record)
+    x = np.stack([to_model_pixels((tmp_path / "in" / f"w{i}.png").read_bytes(), cfg) for i in range(3)])
+    expected = softmax(predict_logits(model, x, 8).numpy())
+    assert list(got["label"]) == [CLASSES[i] for i in expected.argmax(1)]
+    assert np.allclose(got["confidence"], expected.max(1), atol=1e-5)
 
 
 def test_model_with_other_classes_one_line(image_dir, model_file, tmp_path, capsys):

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from imgpipe.augment import augment_batch, draw, norm_stats, write_train_split
+from imgpipe.augment import apply_drawn_transforms, draw, norm_stats, write_train_split
 from imgpipe.params.augment import AugmentParams
 
 from factories import class_images
@@ -13,14 +13,14 @@ OFF = AugmentParams(rotate=False, crop=False, color=False, hflip=False, vflip=Fa
 def test_disabled_policy_is_identity():
     images, _ = class_images(4, 2, size=16)
     d = draw(OFF, len(images), copy=1)
-    assert np.array_equal(augment_batch(images, d, slice(0, len(images))), images)
+    assert np.array_equal(apply_drawn_transforms(images, d, slice(0, len(images))), images)
 
 
 def test_hflip_alone_mirrors_exactly_the_drawn_images():
     images, _ = class_images(8, 2, size=16)
     cfg = OFF.model_copy(update={"hflip": True})
     d = draw(cfg, len(images), copy=1)
-    out = augment_batch(images, d, slice(0, len(images)))
+    out = apply_drawn_transforms(images, d, slice(0, len(images)))
     assert 0 < d.flip_h.sum() < len(images)
     for img, res, flipped in zip(images, out, d.flip_h, strict=True):
         assert np.array_equal(res, img[:, ::-1] if flipped else img)
@@ -30,7 +30,7 @@ def test_each_switch_changes_pixels():
     images, _ = class_images(4, 2, size=16)
     for switch in ("rotate", "crop", "color", "vflip"):
         cfg = OFF.model_copy(update={switch: True})
-        out = augment_batch(images, draw(cfg, len(images), copy=1), slice(0, len(images)))
+        out = apply_drawn_transforms(images, draw(cfg, len(images), copy=1), slice(0, len(images)))
         assert not np.array_equal(out, images), switch
 
 
@@ -38,16 +38,16 @@ def test_augmentation_is_seeded_and_independent_of_batching():
     images, _ = class_images(10, 3, size=16)
     cfg = AugmentParams(hflip=True)
     d = draw(cfg, len(images), copy=1)
-    whole = augment_batch(images, d, slice(0, 30))
-    parts = np.concatenate([augment_batch(images[s:s + 7], d, slice(s, min(s + 7, 30))) for s in range(0, 30, 7)])
+    whole = apply_drawn_transforms(images, d, slice(0, 30))
+    parts = np.concatenate([apply_drawn_transforms(images[s:s + 7], d, slice(s, min(s + 7, 30))) for s in range(0, 30, 7)])
     assert np.array_equal(whole, parts)
-    other = augment_batch(images, draw(cfg.model_copy(update={"seed": 8}), 30, copy=1), slice(0, 30))
+    other = apply_drawn_transforms(images, draw(cfg.model_copy(update={"seed": 8}), 30, copy=1), slice(0, 30))
     assert not np.array_equal(whole, other)
 
 
 def test_grayscale_images_are_supported():
     images, _ = class_images(4, 2, size=16, channels=1)
-    out = augment_batch(images, draw(AugmentParams(), len(images), copy=1), slice(0, len(images)))
+    out = apply_drawn_transforms(images, draw(AugmentParams(), len(images), copy=1), slice(0, len(images)))
     assert out.shape == images.shape and out.dtype == np.uint8
 
 
@@ -82,9 +82,20 @@ def test_bytes_do_not_depend_on_torch_thread_count():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = augment_batch(images, d, slice(0, len(images)))
+        one = apply_drawn_transforms(images, d, slice(0, len(images)))
         torch.set_num_threads(max(2, before))
-        many = augment_batch(images, d, slice(0, len(images)))
+        many = apply_drawn_transforms(images, d, slice(0, len(images)))
     finally:
         torch.set_num_threads(before)
     assert np.array_equal(one, many)
+
+
+def test_hflip_auto_mirrors_photos_not_handwriting():
+    from imgpipe.augment import resolve_hflip
+
+    auto = AugmentParams()
+    assert auto.hflip == "auto"
+    assert resolve_hflip(auto, "digits").hflip is False and resolve_hflip(auto, "mnist").hflip is False
+    assert resolve_hflip(auto, "cifar10").hflip is True
+    assert resolve_hflip(auto, "../shared/data/cifar10-train.tar.gz").hflip is True
+    assert resolve_hflip(AugmentParams(hflip=False), "cifar10").hflip is False  # a set value wins

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imgpipe.train.data import augment_batch, batch_generator, epoch_batches
+from imgpipe.train.data import batch_generator, epoch_batches, flip_translate_batch
 
 
 @pytest.mark.parametrize("n,batch,world", [(10, 4, 1), (10, 4, 2), (7, 1024, 2), (1, 8, 1), (33, 8, 3)])
@@ -37,7 +37,7 @@ def _reference(x, flip, dy, dx, r):
 def test_batch_flip_translate_matches_pad_crop_reference():
     x = torch.randint(0, 256, (64, 8, 10, 3), dtype=torch.uint8)
     gen = batch_generator(3, 0)
-    out = augment_batch(x, gen, flip=True, translate=2)
+    out = flip_translate_batch(x, gen, flip=True, translate=2)
     assert out.dtype == torch.uint8 and out.shape == x.shape
     # Replay the draws to check each image against the reference.
     g2 = batch_generator(3, 0)
@@ -51,4 +51,4 @@ def test_batch_flip_translate_matches_pad_crop_reference():
 
 def test_batch_augmentation_off_is_identity():
     x = torch.randint(0, 256, (4, 5, 5, 1), dtype=torch.uint8)
-    assert augment_batch(x, batch_generator(0, 0), flip=False, translate=0) is x
+    assert flip_translate_batch(x, batch_generator(0, 0), flip=False, translate=0) is x

@@ -20,7 +20,7 @@ import yaml
 from trainkit import write_augmented
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "sources"))
+sys.path.insert(0, str(ROOT / "tests" / "download"))
 from servers import LoopbackHTTPServer  # noqa: E402
 
 TRAIN = {"model": "airbench", "width": 8, "epochs": 4, "batch_size": 16, "lr": 0.2, "threads": 1, "seed": 3}
@@ -77,8 +77,12 @@ def test_kill_and_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path)
     assert "resuming" in resumed.stderr and "after epoch 2/4" in resumed.stderr
     assert same(weights(ws_a), weights(ws_b))
     # The DVCLive log of the resumed run equals the uninterrupted one, step for step.
-    for rel in ("metrics.json", "plots/metrics/val/acc.tsv", "plots/metrics/lr.tsv"):
+    for rel in ("metrics.json", "plots/metrics/val/acc.tsv", "plots/metrics/lr_last.tsv"):
         assert (ws_a / "metrics/train" / rel).read_text() == (ws_b / "metrics/train" / rel).read_text()
+    # Every curve also as a PNG (offline), the same bytes after a resume.
+    for name in ("loss", "accuracy", "lr_last"):
+        png = (ws_a / "metrics/train/plots/png" / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and png == (ws_b / "metrics/train/plots/png" / f"{name}.png").read_bytes()
 
 
 def set_params(ws: Path, section: str, **values) -> None:
@@ -99,6 +103,8 @@ def test_ctrl_c_is_one_line_and_keeps_checkpoint_and_previous_metrics(tmp_path, 
     assert "Traceback" not in out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("train failed: interrupted; 1/3 epochs are saved in") and "resume" in last
+    # Says truthfully what is not there (`dvc repro` would have removed the model) and how to get it back.
+    assert "not in the workspace: models/model.pt" in last and "`dvc checkout models/model.pt" in last
     assert previous.read_text() == '{"previous": true}\n'
     assert len(list((ws / ".cache" / "train").glob("resume-*.pt"))) == 1
     # A params change, or new data from the augment stage (same shapes, one label moved), makes
@@ -113,8 +119,24 @@ def test_ctrl_c_is_one_line_and_keeps_checkpoint_and_previous_metrics(tmp_path, 
     rerun = run_stage(ws)
     assert rerun.returncode == 0, rerun.stderr
     assert "discarded the checkpoint" in rerun.stderr and "resuming" not in rerun.stderr
+    why = "train params changed: lr 0.2 -> 0.1" if change == "params" else "the training data changed"
+    assert why in rerun.stderr, rerun.stderr
     assert json.loads(previous.read_text())["step"] == 2
     assert not list((ws / ".cache" / "train").glob("resume-*.pt"))
+
+
+def test_a_non_finite_loss_stops_training_with_one_line_and_writes_nothing(tmp_path):
+    ws = workspace(tmp_path, model="lenet", epochs=2, lr=1e30, momentum=0.0, ema=False, bf16=False)
+    previous = ws / "metrics" / "train" / "metrics.json"
+    previous.parent.mkdir(parents=True)
+    previous.write_text('{"previous": true}\n')
+    out = run_stage(ws)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("train failed: train: the training loss (nan) is not finite at epoch 1, step ")
+    assert "precision: fp32" in last and "no model was written" in last and "train.lr" in last
+    assert not (ws / "models" / "model.pt").exists()
+    assert previous.read_text() == '{"previous": true}\n'
 
 
 def test_early_stopping_ends_on_the_best_epoch_and_says_so(tmp_path):
@@ -165,8 +187,10 @@ def test_pretrained_weights_from_a_url_pinned_by_sha256(tmp_path):
 
 
 def test_two_process_torchrun_visits_every_sample_once_and_matches_one_process(tmp_path):
-    ws1 = workspace(tmp_path / "one", epochs=2, ema=False)
-    ws2 = workspace(tmp_path / "two", epochs=2, ema=False, nproc=2)
+    # 16 images per step (8 per rank): per-rank BatchNorm statistics of 2-3 images (the 8-step
+    # default on 40 images) made the 2-process model's eval-mode output noise.
+    ws1 = workspace(tmp_path / "one", epochs=2, ema=False, min_steps_per_epoch=2)
+    ws2 = workspace(tmp_path / "two", epochs=2, ema=False, nproc=2, min_steps_per_epoch=2)
     one = run_stage(ws1, {"IMGPIPE_TRAIN_TRACE": str(tmp_path / "trace1")})
     assert one.returncode == 0, one.stderr
     two = run_stage(ws2, {"IMGPIPE_TRAIN_TRACE": str(tmp_path / "trace2")})
@@ -184,5 +208,5 @@ def test_two_process_torchrun_visits_every_sample_once_and_matches_one_process(t
     m1 = json.loads((ws1 / "metrics/train/metrics.json").read_text())
     m2 = json.loads((ws2 / "metrics/train/metrics.json").read_text())
     assert abs(m1["train"]["loss"] - m2["train"]["loss"]) < 0.25
-    assert abs(m1["val"]["acc"] - m2["val"]["acc"]) <= 0.34
+    assert abs(m1["val"]["acc"] - m2["val"]["acc"]) <= 0.34, (m1, m2)
     assert (ws2 / "models" / "model.pt").exists()

@@ -28,6 +28,8 @@ PARTIAL = {
     ("validate", "preprocess"): {"preprocess.size", "preprocess.mode"},
     ("preprocess", "labels"): {"labels.task", "labels.detection.crops",
                                 "labels.detection.crop_padding", "labels.detection.cache_dir"},
+    ("augment", "download"): {"download.source"},
+    ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 
