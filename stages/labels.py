@@ -3,6 +3,7 @@
 from imgpipe.params.base import load
 from imgpipe.params.labels import LabelsParams
 from imgpipe.params.paths import PathsParams
+from imgpipe.params.privacy import PrivacyParams
 from imgpipe.stage import run_stage
 
 
@@ -21,7 +22,8 @@ def main() -> None:
             from imgpipe.params.download import DownloadParams
 
             download_cfg = load("download", DownloadParams)
-        summary = import_labels(paths.raw, paths.labels, cfg, download_cfg)
+        privacy = load("privacy", PrivacyParams)
+        summary = import_labels(paths.raw, paths.labels, cfg, download_cfg, privacy)
         write_json(LABELS_METRICS, dvc_metrics(summary.pop("metrics")))
         return summary
 
