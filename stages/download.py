@@ -3,6 +3,7 @@
 from imgpipe.params.base import load
 from imgpipe.params.download import DownloadParams
 from imgpipe.params.paths import PathsParams
+from imgpipe.params.privacy import PrivacyParams
 from imgpipe.stage import run_stage
 
 
@@ -12,7 +13,7 @@ def main() -> None:
 
         paths = load("paths", PathsParams)
         cfg = load("download", DownloadParams)
-        info = acquire(cfg, paths.raw)
+        info = acquire(cfg, paths.raw, privacy=load("privacy", PrivacyParams))
         summary = {"source": info.source, "kind": info.kind, "layout": info.layout}
         if info.final_url:
             summary["url"] = info.final_url
