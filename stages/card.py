@@ -10,6 +10,7 @@ def main() -> None:
         from imgpipe import contracts as c
         from imgpipe.card import CARD_JSON, CARD_MD, build_card, render_markdown
         from imgpipe.io import atomic_dir, dumps_json
+        from imgpipe.privacy.card_section import read_privacy_section
 
         paths = load("paths", PathsParams)
         card = build_card(
@@ -19,6 +20,7 @@ def main() -> None:
             source=c.read_json_output(paths.raw / c.SOURCE_FILE, "download"),
             quality=c.read_json_output(c.DATA_QUALITY_METRICS, "validate"),
             expectations=c.read_json_output(paths.validated / c.EXPECTATIONS_FILE, "validate"),
+            privacy=read_privacy_section(paths.raw, paths.labels, paths.preprocessed),
         )
         with atomic_dir(paths.card) as tmp:
             (tmp / CARD_JSON).write_text(dumps_json(card))

