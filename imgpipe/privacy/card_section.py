@@ -34,9 +34,10 @@ def privacy_section(source: dict, annotators: dict | None = None, faces: dict | 
         "owner_images": scan.get("owner_images"),
         "thumbnail_images": scan.get("thumbnail_images"),
         "metadata_stripped": scan.get("metadata_stripped"),
-        "faces_found": faces.get("faces_found"),
-        "faces_blurred": faces.get("faces_blurred"),
-        "face_action": faces.get("action"),
+        "faces_found": faces.get("faces_found", scan.get("faces_found")),
+        "faces_blurred": faces.get("faces_blurred", scan.get("faces_blurred")),
+        "face_action": faces.get("action", scan.get("face_action")),
+        "face_images_dropped": scan.get("face_images_dropped"),
         "annotators_pseudonymised": (annotators or {}).get("pseudonymised"),
         "excluded": scan.get("excluded"),
         "excluded_by_reason": scan.get("excluded_by_reason"),
@@ -69,8 +70,10 @@ def render_privacy(section: dict) -> list[str]:
     if s["faces_found"] is None:
         lines.append("- Faces: not checked.")
     else:
-        lines.append(f"- Faces: {s['faces_found']} found; {s['faces_blurred']} blurred or pixelated "
-                     f"(privacy.faces: {s['face_action']}).")
+        dropped = s.get("face_images_dropped")
+        lines.append(f"- Faces: {s['faces_found']} found; {s['faces_blurred']} blurred or pixelated"
+                     + (f", {dropped} images with faces dropped" if dropped else "")
+                     + f" (privacy.faces: {s['face_action']}), before any copy was stored.")
     pseudo = s["annotators_pseudonymised"]
     lines.append("- Annotators: " + ("no annotator identities in the labels." if not pseudo else
                                      f"{pseudo} annotators named by keyed pseudonyms, never by email or name."))

