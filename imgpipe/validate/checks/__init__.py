@@ -7,9 +7,9 @@ imports below are the list of checks (plain imports, so the dvc.yaml deps test s
 
 from __future__ import annotations
 
-from imgpipe.validate.checks.base import REGISTRY, Check, CheckContext, CheckResult, register
-
 # -- one import per check module (each registers its checks) ---------------------------------------
+from imgpipe.validate.checks import faces  # noqa: E402,F401  (privacy: faces found at download)
+from imgpipe.validate.checks.base import REGISTRY, Check, CheckContext, CheckResult, register
 
 
 def registered_checks() -> list[Check]:
