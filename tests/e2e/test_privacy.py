@@ -123,6 +123,10 @@ def test_pseudonyms_take_downs_and_encrypted_remote(reproduced_once, tmp_path, m
         assert _holding(outputs, needles) == {}
         source = json.loads((raw / "source.json").read_text())
         assert source["extra"]["privacy"]["excluded"] == 3
+        card = json.loads((clone.root / "data" / "card" / "card.json").read_text())["privacy"]
+        assert card["excluded"] == 3 and card["annotators_pseudonymised"] == 2
+        assert card["gps_images"] == 0 and card["faces_found"] == 0  # 8x8 digits: never searched
+        assert "3 images excluded" in (clone.root / "data" / "card" / "card.md").read_text()
 
         # The take-down: push the new version, then delete everything the workspace no longer
         # uses from the cache and the remote (docs/privacy.md, "Take-downs").
