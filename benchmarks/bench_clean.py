@@ -1,7 +1,7 @@
 """Validate/clean at full size: the whole validate stage on the 50,000 CIFAR-10 training JPEGs,
 near-duplicate search against brute force, and recall of planted label swaps.
 
-    flock /work/coord/cpu.lock python benchmarks/bench_clean.py [--data ../shared/data/cifar10-train.tar.gz]
+    python benchmarks/bench_clean.py [--data ../shared/data/cifar10-train.tar.gz]
 
 1. A copy of the project with ``download.source`` set to the archive; ``dvc repro labels
    preprocess`` (not timed as part of validate), then ``python -m stages.validate`` timed, with its

@@ -1,6 +1,6 @@
 """Crawl benchmark: images/s from a loopback server, peak memory, and the 60k-loose-files folder.
 
-    flock /work/coord/cpu.lock python benchmarks/bench_crawl.py [--images 10000] [--latency-ms 20]
+    python benchmarks/bench_crawl.py [--images 10000] [--latency-ms 20]
         [--latency-images 1000] [--loose 60000] [--skip-dask] [--json out.json]
 
 1. A separate server process (tests/download/crawl_server.py) serves ``--images`` small generated
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "sources")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "download")]
 
 CHILD = r"""
 import json, resource, sys, time
@@ -57,7 +57,7 @@ print(json.dumps({"seconds": t1 - t0, "images": info.extra["summary"]["images"],
 
 
 def start_server(n: int, latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "sources" / "crawl_server.py"), str(n),
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "download" / "crawl_server.py"), str(n),
                              str(latency_ms)], stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()
 

@@ -1,6 +1,6 @@
 """Predict throughput and evaluate-stage time on real CIFAR-10 photographs.
 
-    flock /work/coord/cpu.lock python benchmarks/bench_predict.py [--images 10000] [--repeats 2]
+    python benchmarks/bench_predict.py [--images 10000] [--repeats 2]
 
 Data: the first N (sorted) of the 10,000 JPEGs in ``shared/data/cifar10-dev.tar.gz`` (found next
 to the repository or any folder above it), else N generated 32x32 JPEGs. The model is the

@@ -10,7 +10,7 @@
    the seed's LeNet, against the seed's loop (a Dataset of PIL images, ToTensor + Normalize,
    DataLoader batch 4, LeNet, SGD), all in this process.
 
-Run under the CPU lock: flock /work/coord/cpu.lock python benchmarks/bench_train.py
+Run it alone on the machine (it times CPU work): python benchmarks/bench_train.py
 Options: --epochs N (default: params.yaml), --skip-repro DIR (reuse a clone), --keep.
 The archive is needed (the test suite never uses it); without it this script says so and stops.
 """

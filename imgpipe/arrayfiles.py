@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import struct
 import zlib
@@ -242,7 +243,7 @@ def _read_idx(stream, path: Path, max_bytes: int) -> np.ndarray:
         raise SourceError(f"{path}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", dims)
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: numpy's int64 product can wrap
     if expected > max_bytes:
         raise SourceError(f"{path}: IDX header declares {expected} bytes, over the {max_bytes}-byte limit")
     payload = _read_exact(stream, expected)
@@ -250,4 +251,8 @@ def _read_idx(stream, path: Path, max_bytes: int) -> np.ndarray:
     if len(payload) != expected or extra:
         size = f"{len(payload)}+" if extra else str(len(payload))
         raise SourceError(f"{path}: IDX payload is {size} bytes, header says {expected} for shape {shape}")
-    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    try:
+        array = np.frombuffer(payload, dtype=dtype).reshape(shape)
+    except ValueError:  # found by fuzzing: a 0 beside huge dimensions numpy cannot index
+        raise SourceError(f"{path}: IDX header declares an impossible shape {shape}") from None
+    return array.astype(dtype.newbyteorder("="))

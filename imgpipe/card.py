@@ -30,6 +30,30 @@ HASH_SPEC = "sha256 over 'item_id\\tpixel_sha256\\tlabel\\tsplit\\n' per image, 
 SOURCE_FIELDS = ("source", "kind", "url", "final_url", "sha256", "size_bytes")
 
 
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".gz", ".csv", ".tsv", ".jsonl", ".parquet", ".txt")
+
+
+def dataset_name(source: dict) -> str:
+    """The card's title: the source's name (``digits``, ``cifar10``), or for an archive, folder or
+    URL list its file name without the extension (``https://host/x/photos.tar.gz`` -> ``photos``)."""
+    from urllib.parse import urlparse
+
+    text = str(source.get("source") or "").strip()
+    if text.startswith("urls:"):
+        text = text[len("urls:"):]
+    if "/" in text or "\\" in text:
+        path = urlparse(text).path if "://" in text else text
+        text = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        stripped = True
+        while stripped:  # list.csv.gz -> list
+            stripped = False
+            for suffix in ARCHIVE_SUFFIXES:
+                if text.lower().endswith(suffix) and len(text) > len(suffix):
+                    text, stripped = text[: -len(suffix)], True
+                    break
+    return text or "dataset"
+
+
 def content_hash(rows: Iterable[tuple[str, str, str, str]]) -> str:
     """sha256 of the dataset's identity lines (see the module docstring), hex."""
     digest = hashlib.sha256()
@@ -95,8 +119,18 @@ def build_card(*, dataset, quarantine, classes: list[str], source: dict, quality
             "quarantine_reasons": _reasons(quarantine),
         },
         "quality": quality,
+        **_crawl_provenance(source),
         **({"privacy": privacy} if privacy is not None else {}),  # imgpipe.privacy.card_section
     }
+
+
+def _crawl_provenance(source: dict) -> dict[str, Any]:
+    """A crawled source's images per licence and URLs refused by a consent rule (from source.json)."""
+    if source.get("kind") != "crawl":
+        return {}
+    extra = source.get("extra") or {}
+    return {"crawl": {"images_per_licence": extra.get("licences") or {},
+                      "refused_by_consent_rule": extra.get("consent_refusals") or {}}}
 
 
 def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -129,6 +163,12 @@ def render_markdown(card: dict) -> str:
         "|---|---|",
     ]
     lines += [f"| {key} | {_cell(value)} |" for key, value in card["source"].items()]
+    crawl = card.get("crawl")
+    for title, head, key in (("Crawled images per licence", "licence", "images_per_licence"),
+                             ("URLs refused by a consent rule", "rule", "refused_by_consent_rule")):
+        if crawl is not None:
+            lines += ["", f"## {title}", "", f"| {head} | count |", "|---|---:|"]
+            lines += [f"| {_cell(k)} | {n} |" for k, n in crawl[key].items()] or ["| (none recorded) | |"]
     splits = list(card["counts"])
     lines += ["", "## Images per split and class", "",
               "| class | " + " | ".join(splits) + " | total |",

@@ -15,7 +15,9 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("imgpipe.predict", "run the trained model on images: a CSV of labels and probabilities, "
                 "or Label Studio tasks pre-annotated most-uncertain first"),
-    "review": ("imgpipe.validate.export", "export the validate stage's findings as Label Studio tasks"),
+    "review": ("imgpipe.validate.export", "export the validate stage's findings and the network's suspected "
+               "test-label errors as Label Studio tasks"),
+    "export": ("imgpipe.export", "write the validated boxes as Pascal VOC, COCO, YOLO or Label Studio JSON"),
 }
 
 

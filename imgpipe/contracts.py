@@ -34,6 +34,16 @@ LABELS_FILE = "labels.parquet"
 CLASSES_FILE = "classes.json"
 LABEL_ISSUES_FILE = "issues.parquet"
 ANNOTATORS_FILE = "annotators.json"  # annotator agreement report (several annotators per image)
+BOXES_FILE = "boxes.parquet"  # labels.task detection: BOX_COLUMNS, one row per box
+# Pixels of the original image, top-left origin, max exclusive; flags False when the format has none.
+BOX_COLUMNS = {"item_id": "string", "box_id": "int32", "label": "string", "xmin": "float64", "ymin": "float64",
+               "xmax": "float64", "ymax": "float64", "image_width": "int32", "image_height": "int32",
+               "annotator": "string", "difficult": "bool", "truncated": "bool", "iscrowd": "bool",
+               "source_split": "string"}
+# What preprocess cuts (labels.detection.crops): the kept boxes' geometry only, so a flag or
+# annotator edit leaves its hash, and the crops, as they were. Empty when there is nothing to cut.
+CROPS_FILE = "crops.parquet"
+CROP_COLUMNS = ("item_id", "box_id", "xmin", "ymin", "xmax", "ymax", "source_split")
 
 # -- data/validated (validate) ---------------------------------------------------------------------
 DATASET_FILE = "dataset.parquet"
@@ -74,6 +84,7 @@ EVAL_DIR = Path("metrics/eval")
 PER_CLASS_METRICS = EVAL_DIR / "per_class.csv"  # class, precision, recall, f1, support
 PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"  # one row per test image
 RELIABILITY_FILE = EVAL_DIR / "reliability.csv"  # reliability-diagram bins
+LABEL_ERRORS_FILE = EVAL_DIR / "label_errors.csv"  # suspected test-label errors, ranked (confident learning)
 EVAL_PLOTS_DIR = EVAL_DIR / "plots"  # every figure as a PNG (a DVC-cached output)
 
 # -- columns ---------------------------------------------------------------------------------------
@@ -105,11 +116,12 @@ def _corrupt(path: Path, stage: str, detail: str) -> PipelineError:
 def read_json_output(path: Path | str, stage: str) -> Any:
     """A JSON file a stage wrote; a missing file raises ``FileNotFoundError`` (run_stage names it)."""
     path = Path(path)
-    text = path.read_text()
     try:
-        return json.loads(text)
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise _corrupt(path, stage, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except UnicodeDecodeError as exc:  # found by fuzzing: was a traceback
+        raise _corrupt(path, stage, f"not UTF-8 text (byte {exc.start})") from None
 
 
 def read_table(path: Path | str, stage: str, columns: list[str] | None = None):

@@ -11,6 +11,7 @@ validate join on it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tarfile
@@ -39,6 +40,7 @@ PACK_MAX_BYTES = 1 << 30  # bounded packs: a changed image re-uploads at most on
 PACK_FILTER: ContextVar = ContextVar("imgpipe_pack_filter", default=None)
 
 Layout = Literal["files", "cifar10", "cifar100", "idx"]
+LAYOUTS = ("files", "cifar10", "cifar100", "idx")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 # Files that travel with images but are not images: label files, docs, metadata.
@@ -81,15 +83,49 @@ class SourceInfo:
     def read(cls, raw_dir: Path | str) -> SourceInfo:
         path = Path(raw_dir) / SOURCE_FILE
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PipelineError(f"{path}: missing; run the download stage first") from None
         except json.JSONDecodeError as exc:
             raise PipelineError(f"{path}: not valid JSON: {exc}") from None
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise PipelineError(f"{path}: not a source record written by the download stage: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise PipelineError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        what = f"{path}: not a source record written by the download stage"
+        if not isinstance(data, dict):
+            raise PipelineError(f"{what}: a {type(data).__name__}, expected an object")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:  # repr: a key may hold a line break
+            raise PipelineError(f"{what}: unknown field {unknown[0]!r}")
+        missing = [k for k in ("source", "kind", "layout") if k not in data]
+        if missing:
+            raise PipelineError(f"{what}: no {missing[0]!r} field")
+        info = cls(**data)
+        problem = info._type_problem()
+        if problem:  # found by fuzzing: {"source": null, ...} was taken and failed stages later
+            raise PipelineError(f"{path}: not a source record written by the download stage: {problem}")
+        return info
+
+    def _type_problem(self) -> str | None:
+        """What a hand-edited or damaged record gets wrong, so later stages may trust the types."""
+        def text(value, optional: bool = True) -> bool:
+            return isinstance(value, str) or (optional and value is None)
+
+        if not (text(self.source, False) and text(self.kind, False)):
+            return "'source' and 'kind' must be text"
+        if self.layout not in LAYOUTS:
+            return f"'layout' is {self.layout!r}, expected one of {', '.join(LAYOUTS)}"
+        for key in ("url", "final_url", "sha256", "label_file"):
+            if not text(getattr(self, key)):
+                return f"{key!r} must be text or null"
+        if self.size_bytes is not None and type(self.size_bytes) is not int:
+            return "'size_bytes' must be a whole number or null"
+        if self.classes is not None and not (isinstance(self.classes, list)
+                                             and all(isinstance(c, str) for c in self.classes)):
+            return "'classes' must be a list of names or null"
+        if not isinstance(self.extra, dict):
+            return "'extra' must be an object"
+        return None
 
 
 @dataclass(frozen=True)

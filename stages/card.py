@@ -5,34 +5,41 @@ from imgpipe.params.paths import PathsParams
 from imgpipe.stage import run_stage
 
 
+def card() -> dict:
+    from imgpipe import contracts as c
+    from imgpipe.card import CARD_JSON, CARD_MD, build_card, dataset_name, render_markdown
+    from imgpipe.io import atomic_dir, dumps_json
+    from imgpipe.privacy.card_section import read_privacy_section
+
+    paths = load("paths", PathsParams)
+    source = c.read_json_output(paths.raw / c.SOURCE_FILE, "download")
+    built = build_card(
+        dataset=c.read_table(paths.validated / c.DATASET_FILE, "validate"),
+        quarantine=c.read_table(paths.validated / c.QUARANTINE_FILE, "validate"),
+        classes=c.read_classes(paths.labels),
+        source=source,
+        quality=c.read_json_output(c.DATA_QUALITY_METRICS, "validate"),
+        expectations=c.read_json_output(paths.validated / c.EXPECTATIONS_FILE, "validate"),
+        name=dataset_name(source),
+        privacy=read_privacy_section(paths.raw, paths.labels, paths.preprocessed),
+    )
+    with atomic_dir(paths.card) as tmp:
+        from imgpipe.boxcard import box_section  # detection labels: box figures
+
+        boxes, box_md = box_section(paths.labels, paths.validated, tmp, built["classes"])
+        built.update({"boxes": boxes} if boxes else {})
+        (tmp / CARD_JSON).write_text(dumps_json(built))
+        (tmp / CARD_MD).write_text(render_markdown(built) + box_md)
+    return {
+        "images": built["images"],
+        "splits": built["split_totals"],
+        "content hash": built["content_hash"],
+        "card": f"{paths.card / CARD_MD}",
+    }
+
+
 def main() -> None:
-    def body() -> dict:
-        from imgpipe import contracts as c
-        from imgpipe.card import CARD_JSON, CARD_MD, build_card, render_markdown
-        from imgpipe.io import atomic_dir, dumps_json
-        from imgpipe.privacy.card_section import read_privacy_section
-
-        paths = load("paths", PathsParams)
-        card = build_card(
-            dataset=c.read_table(paths.validated / c.DATASET_FILE, "validate"),
-            quarantine=c.read_table(paths.validated / c.QUARANTINE_FILE, "validate"),
-            classes=c.read_classes(paths.labels),
-            source=c.read_json_output(paths.raw / c.SOURCE_FILE, "download"),
-            quality=c.read_json_output(c.DATA_QUALITY_METRICS, "validate"),
-            expectations=c.read_json_output(paths.validated / c.EXPECTATIONS_FILE, "validate"),
-            privacy=read_privacy_section(paths.raw, paths.labels, paths.preprocessed),
-        )
-        with atomic_dir(paths.card) as tmp:
-            (tmp / CARD_JSON).write_text(dumps_json(card))
-            (tmp / CARD_MD).write_text(render_markdown(card))
-        return {
-            "images": card["images"],
-            "splits": card["split_totals"],
-            "content hash": card["content_hash"],
-            "card": f"{paths.card / CARD_MD}",
-        }
-
-    run_stage("card", body)
+    run_stage("card", card)
 
 
 if __name__ == "__main__":

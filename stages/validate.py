@@ -6,87 +6,106 @@ from imgpipe.params.preprocess import PreprocessParams
 from imgpipe.params.validate import ValidateParams
 from imgpipe.stage import run_stage
 
+BOXES_FILE = "boxes.parquet"  # under paths.labels when the labels carry boxes; read by box checks
+
+
+def validate() -> dict:
+    import shutil
+
+    from imgpipe import contracts as c
+    from imgpipe.errors import ValidationFailed
+    from imgpipe.io import atomic_dir, write_json, write_parquet
+    from imgpipe.preprocess.shards import gather, open_shard
+    from imgpipe.validate.sheets import draw_sheets, write_report
+    from imgpipe.validate.suite import load_suite
+    from imgpipe.validate.validation import GateReport, validate_dataset
+
+    paths = load("paths", PathsParams)
+    cfg = load("validate", ValidateParams)
+    pre = load("preprocess", PreprocessParams)
+    configured = {"height": pre.size[0], "width": pre.size[1], "channels": pre.channels}
+    manifest = c.read_table(paths.preprocessed / c.MANIFEST_FILE, "preprocess")
+    stored = dict(configured)
+    if len(manifest):  # what the shards hold, which the suite checks against the params
+        shape = open_shard(paths.preprocessed, int(manifest[c.SHARD].iloc[0])).shape
+        stored = {"height": int(shape[1]), "width": int(shape[2]), "channels": int(shape[3])}
+    labels = c.read_table(paths.labels / c.LABELS_FILE, "labels")
+    classes = c.read_classes(paths.labels)
+    tables = {}
+    if (paths.labels / BOXES_FILE).exists():
+        tables["boxes"] = c.read_table(paths.labels / BOXES_FILE, "labels")
+    from imgpipe.validate.checks.faces import load_faces_table  # privacy: faces found at download
+
+    if (faces := load_faces_table(paths.raw)) is not None:
+        tables["faces"] = faces
+
+    def load_pixels(rows):
+        return gather(paths.preprocessed, rows[c.SHARD].to_numpy(), rows[c.SHARD_OFFSET].to_numpy())
+
+    report = GateReport()
+    failed_dir = c.VALIDATE_FAILED_DIR
+    try:
+        result = validate_dataset(
+            manifest=manifest, labels=labels,
+            label_issues=c.read_table(paths.labels / c.LABEL_ISSUES_FILE, "labels"),
+            classes=classes,
+            rejects=c.read_table(paths.preprocessed / c.REJECTS_FILE, "preprocess"),
+            suite=load_suite(paths.suite), cfg=cfg, suite_path=str(paths.suite),
+            load_pixels=load_pixels, image_spec=stored, configured=configured, report=report, tables=tables,
+        )
+    except ValidationFailed as exc:
+        # DVC removed the outputs before the run: leave the evidence where a person looks.
+        shutil.rmtree(failed_dir, ignore_errors=True)
+        failed_dir.mkdir(parents=True)
+        offending = report.offending
+        if offending is not None:
+            offending.to_csv(failed_dir / "offending.csv", index=False)
+        write_json(failed_dir / "expectations.json", {"suite": str(paths.suite), "results": report.expectations})
+        write_report(failed_dir / "report.html", "validate: FAILED", report.quality, report.expectations,
+                     None, [], error=str(exc), offending=offending)
+        raise ValidationFailed(f"{exc} (report and offending rows: {failed_dir}/report.html, "
+                               f"{failed_dir}/offending.csv)") from None
+    shutil.rmtree(failed_dir, ignore_errors=True)
+    with atomic_dir(paths.validated) as tmp:
+        write_parquet(result.dataset, tmp / c.DATASET_FILE)
+        write_parquet(result.quarantine, tmp / c.QUARANTINE_FILE)
+        write_parquet(result.review, tmp / c.REVIEW_FILE)
+        write_json(tmp / c.EXPECTATIONS_FILE, {"suite": str(paths.suite), "results": result.expectations})
+        write_json(tmp / c.QUALITY_DETAIL_FILE, result.detail)
+    label_of = dict(zip(manifest[c.ITEM_ID], manifest[c.ITEM_ID].map(
+        dict(zip(labels[c.ITEM_ID], labels[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
+    with atomic_dir(c.VALIDATE_REPORT_DIR) as tmp:
+        sheets = draw_sheets(result.review, result.pixels, result.pixel_index, label_of, tmp / "sheets")
+        write_report(tmp / "report.html", "validate: data quality report", result.quality,
+                     result.expectations, result.review, sheets)
+    write_json(c.DATA_QUALITY_METRICS, result.quality)
+    return summary(result, str(paths.validated / c.REVIEW_FILE), str(c.VALIDATE_REPORT_DIR))
+
+
+def summary(result, review_file: str, report_dir: str) -> dict:
+    """The stage's log block; a check that was off says so instead of counting 0."""
+    q = result.quality
+
+    def count(key: str):
+        return q.get(key, "off")
+
+    return {
+        "valid images": q["images_valid"],
+        "quarantined": f"{q['images_quarantined']} ({q['quarantine_fraction']:.2%})"
+        + (f" {result.detail['quarantine_by_reason']}" if result.detail["quarantine_by_reason"] else ""),
+        "rejected by preprocess": f"{q['images_rejected_by_preprocess']} ({q['reject_fraction']:.2%})",
+        "dropped by label policy": q["images_dropped_by_label_policy"],
+        "duplicates": f"{count('exact_duplicate_groups')} exact groups, {count('near_duplicate_groups')} near groups, "
+                      f"{count('leakage_removed')} removed for leakage",
+        "outliers": count("outliers"), "suspected label errors": count("label_issues"),
+        "dropped by cleaning": q["images_dropped_by_cleaning"], "flagged": q["images_flagged"],
+        "splits": {"train": q["train"], "val": q["val"], "test": q["test"]},
+        "review": f"{review_file}, {report_dir}/report.html",
+    }
+
 
 def main() -> None:
-    def body() -> dict:
-        import shutil
-
-        from imgpipe import contracts as c
-        from imgpipe.errors import ValidationFailed
-        from imgpipe.io import atomic_dir, write_json, write_parquet
-        from imgpipe.preprocess.shards import gather, open_shard
-        from imgpipe.validate.sheets import draw_sheets, write_report
-        from imgpipe.validate.suite import load_suite
-        from imgpipe.validate.validation import GateReport, validate_dataset
-
-        paths = load("paths", PathsParams)
-        cfg = load("validate", ValidateParams)
-        pre = load("preprocess", PreprocessParams)
-        configured = {"height": pre.size[0], "width": pre.size[1], "channels": pre.channels}
-        manifest = c.read_table(paths.preprocessed / c.MANIFEST_FILE, "preprocess")
-        stored = dict(configured)
-        if len(manifest):  # what the shards hold, which the suite checks against the params
-            shape = open_shard(paths.preprocessed, int(manifest[c.SHARD].iloc[0])).shape
-            stored = {"height": int(shape[1]), "width": int(shape[2]), "channels": int(shape[3])}
-        labels = c.read_table(paths.labels / c.LABELS_FILE, "labels")
-        classes = c.read_classes(paths.labels)
-
-        def load_pixels(rows):
-            return gather(paths.preprocessed, rows[c.SHARD].to_numpy(), rows[c.SHARD_OFFSET].to_numpy())
-
-        report = GateReport()
-        failed_dir = c.VALIDATE_FAILED_DIR
-        try:
-            result = validate_dataset(
-                manifest=manifest, labels=labels,
-                label_issues=c.read_table(paths.labels / c.LABEL_ISSUES_FILE, "labels"),
-                classes=classes,
-                rejects=c.read_table(paths.preprocessed / c.REJECTS_FILE, "preprocess"),
-                suite=load_suite(paths.suite), cfg=cfg, suite_path=str(paths.suite),
-                load_pixels=load_pixels, image_spec=stored, configured=configured, report=report,
-            )
-        except ValidationFailed as exc:
-            # DVC removed the outputs before the run: leave the evidence where a person looks.
-            shutil.rmtree(failed_dir, ignore_errors=True)
-            failed_dir.mkdir(parents=True)
-            offending = report.offending
-            if offending is not None:
-                offending.to_csv(failed_dir / "offending.csv", index=False)
-            write_json(failed_dir / "expectations.json", {"suite": str(paths.suite), "results": report.expectations})
-            write_report(failed_dir / "report.html", "validate: FAILED", report.quality, report.expectations,
-                         None, [], error=str(exc), offending=offending)
-            raise ValidationFailed(f"{exc} (report and offending rows: {failed_dir}/report.html, "
-                                   f"{failed_dir}/offending.csv)") from None
-        shutil.rmtree(failed_dir, ignore_errors=True)
-        with atomic_dir(paths.validated) as tmp:
-            write_parquet(result.dataset, tmp / c.DATASET_FILE)
-            write_parquet(result.quarantine, tmp / c.QUARANTINE_FILE)
-            write_parquet(result.review, tmp / c.REVIEW_FILE)
-            write_json(tmp / c.EXPECTATIONS_FILE, {"suite": str(paths.suite), "results": result.expectations})
-            write_json(tmp / c.QUALITY_DETAIL_FILE, result.detail)
-        label_of = dict(zip(manifest[c.ITEM_ID], manifest[c.ITEM_ID].map(
-            dict(zip(labels[c.ITEM_ID], labels[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
-        with atomic_dir(c.VALIDATE_REPORT_DIR) as tmp:
-            sheets = draw_sheets(result.review, result.pixels, result.pixel_index, label_of, tmp / "sheets")
-            write_report(tmp / "report.html", "validate: data quality report", result.quality,
-                         result.expectations, result.review, sheets)
-        write_json(c.DATA_QUALITY_METRICS, result.quality)
-        q = result.quality
-        return {
-            "valid images": q["images_valid"],
-            "quarantined": f"{q['images_quarantined']} ({q['quarantine_fraction']:.2%})"
-            + (f" {result.detail['quarantine_by_reason']}" if result.detail["quarantine_by_reason"] else ""),
-            "rejected by preprocess": f"{q['images_rejected_by_preprocess']} ({q['reject_fraction']:.2%})",
-            "dropped by label policy": q["images_dropped_by_label_policy"],
-            "duplicates": f"{q['exact_duplicate_groups']} exact groups, {q['near_duplicate_groups']} near groups, "
-                          f"{q['leakage_removed']} removed for leakage",
-            "outliers": q["outliers"], "suspected label errors": q["label_issues"],
-            "dropped by cleaning": q["images_dropped_by_cleaning"], "flagged": q["images_flagged"],
-            "splits": {"train": q["train"], "val": q["val"], "test": q["test"]},
-            "review": f"{paths.validated / c.REVIEW_FILE}, {c.VALIDATE_REPORT_DIR}/report.html",
-        }
-
-    run_stage("validate", body)
+    run_stage("validate", validate)
 
 
 if __name__ == "__main__":

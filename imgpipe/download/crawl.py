@@ -30,10 +30,12 @@ import csv
 import os
 import sys
 import time
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+from imgpipe.download.crawl_consent import CONSENT_REASONS, licence_counts, read_opt_out_list
 from imgpipe.download.crawl_fetch import FetchSettings
 from imgpipe.download.crawl_list import URLS_PREFIX, is_url_list, list_format, read_url_list
 from imgpipe.download.crawl_shard import ShardResult, ShardSpec, fetch_shard, read_shard
@@ -60,7 +62,8 @@ def fetch_settings(c: CrawlParams, backoff_s: float, parallel_shards: int = 1) -
     return FetchSettings(timeout_s=c.timeout_s, deadline_s=c.deadline_s, retries=c.retries, backoff_s=backoff_s,
                          max_bytes=c.max_image_bytes, max_redirects=c.max_redirects,
                          allow_private=c.allow_private, per_host_connections=c.per_host_connections,
-                         per_host_rate=c.per_host_rate / max(1, parallel_shards))
+                         per_host_rate=c.per_host_rate / max(1, parallel_shards), user_agent=c.user_agent,
+                         honour_opt_out=c.honour_opt_out, opt_out=read_opt_out_list(c.opt_out_list))
 
 
 def _read_list(source: str, cfg: DownloadParams, backoff_s: float):
@@ -154,16 +157,19 @@ def run_shards(unique: list[str], cfg: DownloadParams, backoff_s: float) -> tupl
     c = cfg.crawl
     state_dir = str(Path(cfg.cache_dir).absolute() / CRAWL_DIR)
     chunks = _shards(unique, c.shard_size)
+    run_id = uuid.uuid4().hex  # shares robots.txt verdicts between this run's shards; not in any output
     with _progress_bar(len(unique)) as bar:
         if c.engine == "dask":
             with _dask_client(c) as client:
                 parallel = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
                 settings = fetch_settings(c, backoff_s, min(parallel, len(chunks)))
-                specs = [ShardSpec(i, urls, state_dir, settings, c.concurrency) for i, urls in enumerate(chunks)]
+                specs = [ShardSpec(i, urls, state_dir, settings, c.concurrency, run_id)
+                         for i, urls in enumerate(chunks)]
                 results = _run_dask(specs, client, bar)
         else:
             settings = fetch_settings(c, backoff_s)
-            specs = [ShardSpec(i, urls, state_dir, settings, c.concurrency) for i, urls in enumerate(chunks)]
+            specs = [ShardSpec(i, urls, state_dir, settings, c.concurrency, run_id)
+                         for i, urls in enumerate(chunks)]
             results = _run_local(specs, bar)
     return specs, results
 
@@ -227,8 +233,9 @@ def acquire_crawl(source: str, cfg: DownloadParams, tmp: Path, backoff_s: float 
     frame = pd.DataFrame(table)
     frame["row"] = frame["row"].astype("int64")
     frame["bytes"] = frame["bytes"].astype("int64")
+    report = Path(cfg.cache_dir).absolute() / CRAWL_DIR / "last-failures.csv"
+    report.unlink(missing_ok=True)  # it describes the last failed run only, never a later good one
     if rate < c.min_success_rate:
-        report = Path(cfg.cache_dir).absolute() / CRAWL_DIR / "last-failures.csv"
         frame[frame["status"] != "ok"].to_csv(report, index=False)
         top = ", ".join(f"{reason} x{n}" for reason, n in failed.most_common(5))
         raise SourceError(f"{label}: fetched {n_ok} of {len(unique)} unique URLs ({rate:.1%}), below "
@@ -279,6 +286,12 @@ def acquire_crawl(source: str, cfg: DownloadParams, tmp: Path, backoff_s: float 
     # Nothing about how it was fetched (engine, shards, timing): the outputs depend on the list and
     # the servers only.
     extra = {"list_format": fmt, "packed": packed, "failures": dict(sorted(failed.items())), "summary": summary}
+    # Provenance for the card: images per licence (when the list has a licence column) and the
+    # URLs a consent rule refused.
+    licences = licence_counts(frame)
+    if licences is not None:
+        extra["licences"] = licences
+    extra["consent_refusals"] = {reason: failed.get(reason, 0) for reason in CONSENT_REASONS}
     print(f"crawl: {n_ok}/{len(unique)} URLs ok, {len(images)} distinct images; "
           f"{sum(r.fetched for r in results)} requested this run ({c.engine}, {len(specs)} shard"
           f"{'s' if len(specs) != 1 else ''}) in {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)

@@ -24,15 +24,33 @@ Guards:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import heapq
 import ipaddress
+import itertools
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from imgpipe.download.fetch import RETRY_STATUSES, _backoff, _retry_after, describe_network_error, redact
+from imgpipe.download.crawl_consent import (
+    ROBOTS_MAX_BYTES,
+    ROBOTS_PATH,
+    RobotsCache,
+    RobotsRules,
+    opt_out_directives,
+    opted_out,
+)
+from imgpipe.download.fetch import (
+    RETRY_STATUSES,
+    UNREACHABLE_CAUSES,
+    _backoff,
+    _retry_after,
+    describe_network_error,
+    redact,
+)
 
 CHUNK = 64 * 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -88,6 +106,8 @@ class FetchSettings:
     per_host_connections: int = 8
     per_host_rate: float = 0.0  # requests per second per host; 0 = unlimited
     user_agent: str = "imgpipe-crawl/1"
+    honour_opt_out: bool = True  # X-Robots-Tag noai/noimageai/noml
+    opt_out: tuple[str, ...] = ()  # normalised entries of download.crawl.opt_out_list
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,12 +118,40 @@ class RefusedAddress(Exception):
     """The host resolves to an address the crawl may not reach."""
 
 
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the low 32 bits are an IPv4 address
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo, NAT64, IPv4-compatible):
+    a packet to it may end up at that IPv4 host, so the guard judges those too."""
+    found = []
+    if addr.ipv4_mapped is not None:
+        found.append(addr.ipv4_mapped)
+    if addr.sixtofour is not None:
+        found.append(addr.sixtofour)
+    if addr.teredo is not None:
+        found += list(addr.teredo)  # (server, client)
+    if addr in NAT64_PREFIX or (addr in IPV4_COMPATIBLE and int(addr) > 1):
+        found.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
+    return found
+
+
+def _blocked_one(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    site_local = isinstance(addr, ipaddress.IPv6Address) and addr.is_site_local  # fec0::/10, deprecated
+    return (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
+            or addr.is_reserved or addr.is_unspecified or site_local or not addr.is_global)
+
+
 def _blocked(ip: str) -> bool:
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
-            or addr.is_reserved or addr.is_unspecified or not addr.is_global)
+    if isinstance(addr, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(addr)
+        if addr.ipv4_mapped is not None or addr in NAT64_PREFIX:  # that IPv4 host, nothing more
+            return _blocked_one(embedded[0])
+        if any(_blocked_one(v4) for v4 in embedded):
+            return True
+    return _blocked_one(addr)
 
 
 def _guarded_connection_classes(allow_private: bool):
@@ -121,7 +169,8 @@ def _guarded_connection_classes(allow_private: bool):
             if not allow_private:
                 bad = [ip for ip in ips if _blocked(ip)]
                 if bad:
-                    raise RefusedAddress(f"{self.host} resolves to a non-public address ({bad[0]})")
+                    raise RefusedAddress(f"{self.host} resolves to a non-public address ({bad[0]}); set "
+                                         "download.crawl.allow_private: true to allow it")
             last: Exception | None = None
             for ip in ips:  # connect to an address that was checked, never to a second DNS answer
                 self._dns_host = ip
@@ -133,6 +182,12 @@ def _guarded_connection_classes(allow_private: bool):
                     self._dns_host = host
             assert last is not None
             raise last
+
+        def getresponse(self, *args, **kwargs):  # type: ignore[override]
+            watch = getattr(_request, "watch", None)
+            if watch is not None and self.sock is not None:
+                watch.add(self.sock)
+            return super().getresponse(*args, **kwargs)
 
     class GuardedHTTP(_Guard, HTTPConnection):
         pass
@@ -232,6 +287,8 @@ def _classify(exc: BaseException, timeout_s: float) -> _Fail:
         return _Fail("dns", detail)
     if detail == "connection refused":
         return _Fail("refused", detail)
+    if detail in UNREACHABLE_CAUSES or detail.startswith("cannot connect"):
+        return _Fail("unreachable", detail)
     if "timed out" in detail or "timeout" in detail:
         return _Fail("timeout", detail)
     if detail.startswith("TLS"):
@@ -255,34 +312,161 @@ def _scheme_ok(url: str) -> bool:
     return urlsplit(url).scheme.lower() in ("http", "https")
 
 
+def _check_url(url: str) -> str | None:
+    """Why ``url`` cannot be requested (a malformed host, port, ...), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+        if not parts.hostname:
+            return "no host in the URL"
+    except ValueError as exc:
+        return f"malformed URL: {exc}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole-response deadline
+
+_request = threading.local()  # the watchdog hook of the request this thread is making
+
+
+class Deadlines:
+    """One thread that shuts down the socket of any response still arriving past its deadline.
+
+    A per-read timeout alone never ends a server that trickles its status line and headers a
+    byte at a time, holding a thread and a per-host slot for ever; this bounds the whole
+    response, headers included. Cancelled entries are dropped lazily when they reach the front.
+    """
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.heap: list = []  # (deadline, seq, entry); entry = [socket or None, expired]
+        self.seq = itertools.count()
+        self.thread: threading.Thread | None = None
+        self.closed = False
+
+    def watch(self, sock, deadline: float) -> list:
+        entry = [sock, False]
+        with self.cond:
+            heapq.heappush(self.heap, (deadline, next(self.seq), entry))
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="crawl-deadlines", daemon=True)
+                self.thread.start()
+            elif self.heap[0][2] is entry:
+                self.cond.notify()
+        return entry
+
+    def cancel(self, entry: list | None) -> bool:
+        """Stop watching; True when the deadline had already cut the response off."""
+        if entry is None:
+            return False
+        with self.cond:
+            entry[0] = None
+            return entry[1]
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+
+    @contextlib.contextmanager
+    def covering(self, deadline: float):
+        """Watch the responses this thread reads in the block (the connection hook registers
+        their sockets); the block must call ``watch.done()`` before a connection goes back to
+        the pool."""
+        watch = _Watch(self, deadline)
+        _request.watch = watch
+        try:
+            yield watch
+        finally:
+            watch.done()
+            _request.watch = None
+
+    def _run(self) -> None:
+        with self.cond:
+            while not self.closed:
+                while self.heap and self.heap[0][2][0] is None:
+                    heapq.heappop(self.heap)
+                if not self.heap:
+                    self.cond.wait()
+                    continue
+                deadline, _, entry = self.heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self.cond.wait(wait)
+                    continue
+                heapq.heappop(self.heap)
+                sock, entry[0], entry[1] = entry[0], None, True
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+
+
+class _Watch:
+    def __init__(self, deadlines: Deadlines, deadline: float) -> None:
+        self.deadlines, self.deadline, self.entries, self.cut = deadlines, deadline, [], False
+
+    def add(self, sock) -> None:
+        self.done()  # a followed redirect: the previous response is finished
+        self.entries.append(self.deadlines.watch(sock, self.deadline))
+
+    def done(self) -> bool:
+        """Stop watching; True when the deadline cut a response off."""
+        for entry in self.entries:
+            self.cut |= self.deadlines.cancel(entry)
+        self.entries.clear()
+        return self.cut
+
+
 class Fetcher:
     """Thread-safe: one per shard run, one connection pool shared by its threads."""
 
-    def __init__(self, settings: FetchSettings, pool_size: int = 8) -> None:
+    def __init__(self, settings: FetchSettings, pool_size: int = 8, robots: RobotsCache | None = None) -> None:
         self.settings = settings
         self.hosts = HostLimiter(settings.per_host_connections, settings.per_host_rate)
         self.pool = make_pool(settings, max(pool_size, settings.per_host_connections))
+        self.deadlines = Deadlines()
+        self.robots = robots if robots is not None else RobotsCache()
 
     def close(self) -> None:
         self.pool.clear()
+        self.deadlines.close()
 
     def fetch(self, url: str) -> Outcome:
+        """The outcome of ``url``; never raises, so every URL ends as a row."""
+        try:
+            return self._fetch(url)
+        except Exception as exc:  # noqa: BLE001 - a failure nobody foresaw still becomes a row
+            return Outcome("error", f"unexpected {type(exc).__name__}: {exc}")
+
+    def _fetch(self, url: str) -> Outcome:
         s = self.settings
         if not url or not url.strip():
             return Outcome("bad_url", "empty URL")
         url = url.strip()
+        problem = _check_url(url)
+        if problem is not None:
+            return Outcome("bad_url", problem)
         if not _scheme_ok(url):
             scheme = urlsplit(url).scheme or "none"
             return Outcome("bad_scheme", f"scheme {scheme!r} is not http or https")
         seen, current = {url}, url
         for _hop in range(s.max_redirects + 1):
+            refused = self._consent(current)
+            if refused is not None:
+                return Outcome(refused[0], refused[1], redact(current))
             try:
                 result = self._fetch_with_retries(current)
             except _Fail as fail:
                 return Outcome(fail.status, fail.detail, redact(current))
             if isinstance(result, Outcome):
                 return result
-            nxt = urljoin(current, result)  # a redirect: the Location
+            try:
+                nxt = urljoin(current, result)  # a redirect: the Location
+            except ValueError as exc:
+                return Outcome("bad_url", f"redirect to a malformed URL {result!r}: {exc}", redact(current))
+            problem = _check_url(nxt)
+            if problem is not None and _scheme_ok(nxt):
+                return Outcome("bad_url", f"redirect to {nxt!r}: {problem}", redact(current))
             if not _scheme_ok(nxt):
                 return Outcome("bad_scheme", f"redirect to a non-http(s) URL {redact(nxt)}", redact(current))
             if nxt in seen:
@@ -290,6 +474,79 @@ class Fetcher:
             seen.add(nxt)
             current = nxt
         return Outcome("too_many_redirects", f"more than {s.max_redirects} redirects", redact(current))
+
+    # -- consent
+
+    def _consent(self, url: str) -> tuple[str, str] | None:
+        """(reason, detail) when a consent rule refuses ``url``: the opt-out list, then robots.txt."""
+        entry = opted_out(url, self.settings.opt_out)
+        if entry is not None:
+            return "opt_out_list", f"matches {entry!r} in download.crawl.opt_out_list"
+        parts = urlsplit(url)
+        origin = f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+        return self.robots.get(origin, self._load_robots).refusal(url, self.settings.user_agent)
+
+    def _load_robots(self, origin: str) -> RobotsRules:
+        """Fetch and judge ``origin``'s robots.txt: 4xx allows all, 5xx/429 disallows all (Google's
+        rule), a host that cannot be reached refuses with that failure's own reason."""
+        import urllib3
+
+        s = self.settings
+        url = origin + ROBOTS_PATH
+        host = urlsplit(url).netloc.lower()
+        for attempt in range(1, s.retries + 1):
+            try:
+                resp = self._get_text(url, host, redirect=urllib3.Retry(total=5, connect=0, read=0, status=0,
+                                                                       other=0, redirect=5,
+                                                                       raise_on_redirect=False))
+            except _Fail as fail:
+                if fail.status in RETRY_REASONS and attempt < s.retries:
+                    time.sleep(_backoff(attempt, s.backoff_s))
+                    continue
+                detail = fail.detail if fail.status == "private_address" else f"robots.txt: {fail.detail}"
+                return RobotsRules(failure=(fail.status, detail))
+            status, body = resp
+            if 200 <= status < 300:
+                return RobotsRules.from_text(body.decode("utf-8", "replace"))
+            if status in RETRY_STATUSES and attempt < s.retries:
+                time.sleep(_backoff(attempt, s.backoff_s))
+                continue
+            if 400 <= status < 500 and status != 429:
+                return RobotsRules(allow_all=True)
+            return RobotsRules(failure=("robots_disallowed", f"robots.txt answered HTTP {status}; the host is "
+                                        "treated as disallowing everything until it answers"))
+        raise AssertionError("unreachable")
+
+    def _get_text(self, url: str, host: str, redirect) -> tuple[int, bytes]:
+        """GET a small text (robots.txt) under the deadline: (status, first ROBOTS_MAX_BYTES)."""
+        import urllib3
+
+        s = self.settings
+        sem = self.hosts.acquire(host)
+        late = _Fail("timeout", f"no complete answer after {s.deadline_s:g}s")
+        try:
+            with self.deadlines.covering(time.monotonic() + s.deadline_s) as watch:
+                try:
+                    resp = self.pool.request("GET", url, preload_content=False, retries=redirect,
+                                             headers={**self.pool.headers, "Accept": "text/plain, */*"},
+                                             timeout=urllib3.Timeout(connect=s.timeout_s, read=s.timeout_s))
+                    try:
+                        body = resp.read(ROBOTS_MAX_BYTES)
+                    finally:
+                        watch.done()  # before the connection can be reused
+                        resp.close()
+                        resp.release_conn()
+                except (urllib3.exceptions.HTTPError, OSError, RefusedAddress, ValueError, UnicodeError) as exc:
+                    if watch.done():
+                        raise late from None
+                    raise _classify(exc, s.timeout_s) from None
+                if watch.done():
+                    raise late
+                return resp.status, body
+        finally:
+            sem.release()
+
+    # -- the image
 
     def _fetch_with_retries(self, url: str) -> Outcome | str:
         s = self.settings
@@ -314,17 +571,29 @@ class Fetcher:
         host = urlsplit(url).netloc.lower()
         sem = self.hosts.acquire(host)
         started = time.monotonic()
+        late = _Fail("timeout", f"response not complete after {s.deadline_s:g}s")
         try:
-            try:
-                resp = self.pool.request("GET", url, preload_content=False, redirect=False, retries=False,
-                                         timeout=urllib3.Timeout(connect=s.timeout_s, read=s.timeout_s))
-            except (urllib3.exceptions.HTTPError, OSError, RefusedAddress, ValueError, UnicodeError) as exc:
-                raise _classify(exc, s.timeout_s) from None
-            try:
-                return self._response(resp, url, started)
-            finally:
-                resp.close()  # an unread rest (a cut-off body) is never reused
-                resp.release_conn()
+            with self.deadlines.covering(started + s.deadline_s) as watch:
+                try:
+                    resp = self.pool.request("GET", url, preload_content=False, redirect=False, retries=False,
+                                             timeout=urllib3.Timeout(connect=s.timeout_s, read=s.timeout_s))
+                except (urllib3.exceptions.HTTPError, OSError, RefusedAddress, ValueError, UnicodeError) as exc:
+                    if watch.done():
+                        raise late from None
+                    raise _classify(exc, s.timeout_s) from None
+                try:
+                    result = self._response(resp, url, started)
+                except _Fail:
+                    if watch.done():
+                        raise late from None
+                    raise
+                finally:
+                    watch.done()  # before the connection can be reused
+                    resp.close()  # an unread rest (a cut-off body) is never reused
+                    resp.release_conn()
+                if watch.done():  # the watchdog shut the socket: what arrived is not the whole response
+                    raise late
+                return result
         finally:
             sem.release()
 
@@ -337,6 +606,10 @@ class Fetcher:
             raise _Fail(f"http_{code}", f"HTTP {code} {resp.reason or ''}".strip(),
                         _retry_after(resp.headers.get("Retry-After")))
         final = redact(url)
+        if s.honour_opt_out:
+            tags = opt_out_directives(resp.headers.get("X-Robots-Tag", ""), s.user_agent)
+            if tags:
+                return Outcome("opt_out_header", f"X-Robots-Tag: {', '.join(tags)}", final)
         ctype = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if not ctype.startswith("image/") and ctype not in BINARY_TYPES:
             return Outcome("not_an_image", f"Content-Type {ctype}", final)

@@ -86,7 +86,9 @@ def read_url_list(path: Path, name: str, fmt: str, compression: str | None, url_
 
     def need(col: str, key: str, hint: str = "") -> None:
         if col not in columns:
-            shown = ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else "")
+            # Escaped where not printable: a column name with a line break must not break the line.
+            shown = ", ".join(c if c and c.isprintable() else repr(c) for c in columns[:12]) + (
+                " ..." if len(columns) > 12 else "")
             raise SourceError(f"{name}: no column {col!r} ({key}); the list has: {shown or 'no columns'}{hint}")
 
     need(url_column, "download.crawl.url_column")

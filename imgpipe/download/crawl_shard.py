@@ -9,9 +9,10 @@ the download cache, outside DVC's outputs:
 
 A killed run loses at most the requests in flight: on the next run the log is read back, every
 image record is checked against ``data.bin`` (offset, size, sha256), a torn tail is cut, and only
-URLs without a lasting outcome are fetched again. Transient failures (timeouts, resets, refused
-connections, 408/429/5xx) are retried by a later run; lasting ones (404, not an image, too large,
-redirect loop, refused address, ...) are kept.
+URLs without a lasting outcome are fetched again. Transient failures (timeouts, resets,
+408/429/5xx) are retried by a later run; lasting ones (404, not an image, too large, redirect
+loop, refused connection, unreachable host, refused address, ...) are kept; consent refusals
+(robots.txt, the opt-out list) are judged again on every run.
 
 :func:`fetch_shard` is the unit the engines run: in this process (``engine: local``) or on Dask
 distributed workers that see the same cache folder (``engine: dask``).
@@ -28,16 +29,20 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgpipe.download.crawl_consent import opted_out, robots_cache_for
 from imgpipe.download.crawl_fetch import Fetcher, FetchSettings, Outcome
 
-TRANSIENT = frozenset({"timeout", "reset", "truncated", "refused", "dns", "tls", "error"})
+TRANSIENT = frozenset({"timeout", "reset", "truncated", "dns", "tls", "error"})
+# Consent verdicts cost no image request, so every run judges them afresh (a robots.txt or the
+# opt-out list may have changed); ``refused`` and ``unreachable`` hosts are lasting, like a 404.
+RECHECKED = frozenset({"robots_disallowed", "opt_out_list"})
 LOG, DATA = "log.jsonl", "data.bin"
 
 
 def is_lasting(status: str) -> bool:
     if status == "ok":
         return True
-    if status in TRANSIENT:
+    if status in TRANSIENT or status in RECHECKED:
         return False
     if status.startswith("http_"):
         code = int(status[5:])
@@ -48,7 +53,7 @@ def is_lasting(status: str) -> bool:
 def policy_of(settings: FetchSettings) -> str:
     """The settings an outcome depends on (a 404 stays a 404 whatever the timeout)."""
     return f"max_bytes={settings.max_bytes},max_redirects={settings.max_redirects}," \
-           f"allow_private={settings.allow_private}"
+           f"allow_private={settings.allow_private},honour_opt_out={settings.honour_opt_out}"
 
 
 def reusable(rec: dict, settings: FetchSettings) -> bool:
@@ -56,8 +61,13 @@ def reusable(rec: dict, settings: FetchSettings) -> bool:
     limits; an image fetched while private addresses were allowed is fetched again once they are not."""
     if not is_lasting(rec["status"]):
         return False
+    if settings.opt_out and any(opted_out(u, settings.opt_out) for u in (rec["url"], rec.get("final_url") or "")):
+        return False  # on the opt-out list now (itself or where it led): judged, and refused, again
     if rec["status"] == "ok":
-        return settings.allow_private or "allow_private=True" not in rec.get("policy", "")
+        policy = rec.get("policy", "")
+        if settings.honour_opt_out and "honour_opt_out=False" in policy:
+            return False  # fetched without looking at X-Robots-Tag
+        return settings.allow_private or "allow_private=True" not in policy
     return rec.get("policy") == policy_of(settings)
 
 
@@ -75,6 +85,7 @@ class ShardSpec:
     state_dir: str  # <cache>/crawl
     settings: FetchSettings
     concurrency: int
+    run_id: str = ""  # shards of one run in one process share its robots.txt verdicts
 
     @property
     def key(self) -> str:
@@ -215,7 +226,7 @@ def fetch_shard(spec: ShardSpec, progress: Callable[[dict], None] | None = None)
             for url in seen:
                 if url not in pending_urls:
                     progress(state.records[url])
-        fetcher = Fetcher(spec.settings, spec.concurrency)
+        fetcher = Fetcher(spec.settings, spec.concurrency, robots_cache_for(spec.run_id))
         workers = max(1, min(spec.concurrency, len(todo)))
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crawl") as pool:
@@ -243,7 +254,7 @@ def fetch_shard(spec: ShardSpec, progress: Callable[[dict], None] | None = None)
 
 
 def _one(fetcher: Fetcher, state: ShardState, url: str) -> dict:
-    return state.add(url, fetcher.fetch(url), policy_of(fetcher.settings))
+    return state.add(url, fetcher.fetch(url), policy_of(fetcher.settings))  # fetch never raises
 
 
 def read_shard(spec_dir: Path) -> tuple[dict[str, dict], Path]:

@@ -41,6 +41,17 @@ class Budget:
     files: int = 0
     bytes: int = 0
     skipped_links: list[str] = field(default_factory=list)
+    # Each file path written so far and the 1-based index of the member that wrote it.
+    claimed: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
+
+    def claim(self, parts: tuple[str, ...], index: int, name: str) -> None:
+        """Refuse a second member with the path of an earlier file: extracting both would keep only
+        the last one without a word, and which copy a dataset meant is the user's call."""
+        first = self.claimed.setdefault(parts, (index, name))
+        if first[0] != index:
+            raise UnsafeArchiveError(
+                f"{self.source}: member #{index} {name!r} has the same path as member #{first[0]} "
+                f"{first[1]!r}; the archive holds two files under one name: repack it with one of them")
 
     def member(self, name: str) -> None:
         self.members += 1
@@ -249,8 +260,9 @@ def archive_type(path: Path) -> str | None:
         return None
 
 
+# UnicodeDecodeError: a zip whose UTF-8 flag is set on a name that is not UTF-8 (found by fuzzing).
 _CORRUPT = (tarfile.ReadError, tarfile.HeaderError, EOFError, zlib.error, gzip.BadGzipFile,
-            lzma.LZMAError, zipfile.BadZipFile)
+            lzma.LZMAError, zipfile.BadZipFile, UnicodeDecodeError)
 
 
 def extract_archive(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
@@ -269,6 +281,8 @@ def extract_archive(path: Path, dest: Path | MemberSink, budget: Budget) -> None
         what = "zip" if kind == "zip" else "archive"
         raise SourceError(f"{budget.source}: corrupt or truncated {what}: "
                           f"{exc or type(exc).__name__}") from None
+    except NotImplementedError as exc:  # found by fuzzing: zipfile on a compression or version it lacks
+        raise SourceError(f"{budget.source}: unsupported zip: {exc}") from None
     except OSError as exc:
         raise SourceError(f"{budget.source}: cannot extract: {exc.strerror or exc}") from None
 
@@ -278,7 +292,7 @@ def extract_tar(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
     written."""
     source = budget.source
     symlinks: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
-    with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tf:
+    with open(path, "rb") as raw, _open_tar_stream(raw) as tf:
         for member in tf:
             name = member.name
             budget.member(name)
@@ -289,13 +303,16 @@ def extract_tar(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
             elif member.issparse():
                 raise UnsafeArchiveError(f"{source}: member {name!r} is a sparse file (not supported)")
             elif member.isreg():
+                budget.claim(parts, budget.members, name)
                 fh = tf.extractfile(member)
                 assert fh is not None
                 _write(fh, _target(dest, parts, name, source), budget, name)
             elif member.issym():
+                budget.claim(parts, budget.members, name)
                 symlinks.append((name, parts, link_target(parts, member.linkname, name, source, "symlink")))
             elif member.islnk():
                 target = link_target(parts, member.linkname, name, source, "hard link")
+                budget.claim(parts, budget.members, name)
                 if not _copy_inside(dest, target, _target(dest, parts, name, source), budget, name):
                     raise UnsafeArchiveError(
                         f"{source}: hard link {name!r} names {member.linkname!r}, not an earlier file")
@@ -306,6 +323,14 @@ def extract_tar(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
             else:
                 raise UnsafeArchiveError(f"{source}: member {name!r} has unsupported type {member.type!r}")
     _materialise_symlinks(dest, symlinks, budget)
+
+
+def _open_tar_stream(raw) -> tarfile.TarFile:
+    try:
+        return tarfile.open(fileobj=raw, mode="r|*")
+    except (TypeError, IndexError) as exc:
+        # tarfile's gzip header reader fails so on a file cut inside its first bytes (found by fuzzing).
+        raise tarfile.ReadError(f"truncated compression header ({type(exc).__name__})") from None
 
 
 def _mkdir(dest: Path | MemberSink, parts: tuple[str, ...], name: str, source: str) -> None:
@@ -340,8 +365,10 @@ def extract_zip(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
         declared = 0
-        for info in infos:
+        for index, info in enumerate(infos, 1):
             budget.member(info.filename)
+            if not info.filename:  # zipfile itself fails on an empty name (found by fuzzing)
+                raise UnsafeArchiveError(f"{source}: member #{index} has an empty name")
             member_parts(info.filename, source)
             declared += info.file_size
             if declared > budget.max_bytes:
@@ -350,8 +377,10 @@ def extract_zip(path: Path, dest: Path | MemberSink, budget: Budget) -> None:
                 raise UnsafeArchiveError(f"{source}: member {info.filename!r} is encrypted")
             _check_zip_type(info, source)
         symlinks = []
-        for info in infos:
+        for index, info in enumerate(infos, 1):
             name, parts = info.filename, member_parts(info.filename, source)
+            if not info.is_dir():
+                budget.claim(parts, index, name)
             if stat.S_ISLNK(_zip_mode(info)):
                 with zf.open(info) as fh:
                     target = fh.read(_MAX_LINK_TARGET + 1).decode("utf-8", "replace")

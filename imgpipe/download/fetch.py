@@ -13,6 +13,7 @@ url, size, sha256) and are re-hashed before every use.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -74,9 +75,14 @@ def local_path(source: str) -> Path:
 
 def redact(url: str) -> str:
     """Hide a password in ``user:password@host`` so it never reaches logs or ``source.json``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:  # a malformed URL (``http://[::1``) is still logged, its password hidden
+        import re
+
+        return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
@@ -158,6 +164,13 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
                  if isinstance(e, BaseException)]
 
 
+UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH: "no route to host", errno.ENETUNREACH: "network unreachable"}
+# The host is there but nothing answers, or there is no way to it: a retry seconds later rarely
+# helps, so such a failure gets one more attempt, not download.retries of them.
+UNREACHABLE_CAUSES = ("connection refused", *UNREACHABLE_ERRNOS.values())
+CONNECT_FAILURE_ATTEMPTS = 2
+
+
 def describe_network_error(exc: BaseException, timeout_s: float) -> str:
     """A short cause for a failed request: 'connection refused', 'cannot resolve host x', ..."""
     import socket
@@ -172,7 +185,15 @@ def describe_network_error(exc: BaseException, timeout_s: float) -> str:
             return f"cannot resolve host {host!r} (DNS)" if host else "cannot resolve host (DNS)"
         if isinstance(cur, ConnectionRefusedError):
             return "connection refused"
+        if isinstance(cur, OSError) and cur.errno in UNREACHABLE_ERRNOS:
+            return UNREACHABLE_ERRNOS[cur.errno]
     for cur in chain:
+        # urllib3 2 makes NewConnectionError a subclass of ConnectTimeoutError, but it means the
+        # connection failed outright (a real connect timeout is a plain ConnectTimeoutError).
+        if isinstance(cur, u3.NewConnectionError):
+            cause = next((c for c in chain if isinstance(c, OSError) and not isinstance(c, u3.HTTPError)), None)
+            if not isinstance(cause, TimeoutError):
+                return f"cannot connect: {getattr(cause, 'strerror', None) or cause or cur}"
         if isinstance(cur, requests.exceptions.ConnectTimeout | u3.ConnectTimeoutError):
             return f"connection timed out after {timeout_s:g}s"
         if isinstance(cur, requests.exceptions.ReadTimeout | u3.ReadTimeoutError | TimeoutError):
@@ -216,11 +237,26 @@ def _range_start(content_range: str | None) -> tuple[int | None, int | None]:
         return None, None
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
+def _retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date (RFC 9110)."""
+    if not value:
         return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT; a zone-less one is read as such
+        import datetime
+
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _http_download(url: str, out, cfg: DownloadParams, backoff_s: float, desc: str,
@@ -295,10 +331,16 @@ def _http_download(url: str, out, cfg: DownloadParams, backoff_s: float, desc: s
                 resumes += 1  # a flaky link that keeps moving forward may keep going
                 continue
             failures += 1
-            if failures >= cfg.retries:
+            attempts = cfg.retries
+            if cause in UNREACHABLE_CAUSES:
+                attempts = min(attempts, CONNECT_FAILURE_ATTEMPTS)
+            if failures >= attempts:
                 raise SourceError(f"{label}: {cause} (gave up after {failures} attempt"
                                   f"{'s' if failures > 1 else ''})")
-            time.sleep(_backoff(failures, backoff_s, retry_after))
+            delay = _backoff(failures, backoff_s, retry_after)
+            print(f"download: {label}: {cause}; attempt {failures + 1} of {attempts} in {delay:.3g}s",
+                  file=sys.stderr, flush=True)
+            time.sleep(delay)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Writes (names in :mod:`imgpipe.contracts`):
 - ``metrics/eval/predictions.csv``: one row per test image (item id, source path, actual,
   predicted, confidence), the data of the confusion plots;
 - ``metrics/eval/reliability.csv``: the reliability-diagram bins;
+- ``metrics/eval/label_errors.csv``: suspected test-label errors (see :mod:`imgpipe.evaluate.label_errors`);
 - ``metrics/eval/plots/*.png``: every figure as an image (see :mod:`imgpipe.evaluate.plots`).
 """
 
@@ -21,6 +22,7 @@ from imgpipe import contracts as c
 from imgpipe.errors import PipelineError
 from imgpipe.evaluate.calibration import reliability_table
 from imgpipe.evaluate.gallery import captions, most_confidently_wrong
+from imgpipe.evaluate.label_errors import label_error_table, label_errors_png
 from imgpipe.evaluate.metrics import confusion_matrix, prediction_rows, score, softmax
 from imgpipe.io import atomic_dir, atomic_file, write_json
 from imgpipe.params.evaluate import EvaluateParams
@@ -50,6 +52,8 @@ def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams) -
     tta = options["tta"]
     probs = softmax(predict_logits(model, test.x, cfg.batch_size, **options).numpy())
     headline, table = score(test.y, probs, classes, cfg.ece_bins)
+    errors = label_error_table(items, test.y, probs, classes)  # confident learning on the test split
+    headline["suspected_label_errors"] = len(errors)
     write_json(c.EVAL_METRICS, headline)
     c.EVAL_DIR.mkdir(parents=True, exist_ok=True)
     _csv(table, c.PER_CLASS_METRICS)
@@ -57,6 +61,7 @@ def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams) -
     reliability = reliability_table(probs.max(1), probs.argmax(1) == test.y, cfg.ece_bins)
     # Only bins that hold images: an empty bin has no accuracy to draw.
     _csv(reliability[reliability["count"] > 0].round(6), c.RELIABILITY_FILE)
+    _csv(errors, c.LABEL_ERRORS_FILE)
     cm = confusion_matrix(test.y, probs.argmax(1), len(classes))
     wrong = most_confidently_wrong(test.y, probs, cfg.gallery_size)
     with atomic_dir(c.EVAL_PLOTS_DIR) as tmp:
@@ -67,6 +72,7 @@ def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams) -
         plots.gallery_png([np.asarray(test.x[i]) for i in wrong], captions(wrong, items, test.y, probs, classes),
                           tmp / plots.FILES["gallery"],
                           f"Most confidently wrong test images ({len(wrong)} of {int((probs.argmax(1) != test.y).sum())} wrong)")
+        label_errors_png(errors, test.x, items, tmp / plots.FILES["label_errors"])
     worst = table.sort_values(["f1", "class"]).head(3)
     return {
         **headline,

@@ -20,6 +20,7 @@ SIZES = {
     "per_class": (900, 500),
     "reliability": (700, 600),
     "gallery": (800, 950),
+    "label_errors": (800, 950),  # suspected test-label errors (imgpipe.evaluate.label_errors)
 }
 FILES = {name: f"{name}.png" for name in SIZES}
 GALLERY_COLUMNS = 4
@@ -123,12 +124,13 @@ def reliability_png(table: pd.DataFrame, ece: float, path: Path) -> None:
     _save(fig, path)
 
 
-def gallery_png(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, title: str) -> None:
+def gallery_png(images: Sequence[np.ndarray], captions: Sequence[str], path: Path, title: str,
+                figure: str = "gallery", empty: str = "no wrong predictions on the test split") -> None:
     """Up to ``GALLERY_MAX`` images in a grid, each captioned; an empty gallery says so."""
-    fig = _figure("gallery")
+    fig = _figure(figure)
     fig.suptitle(title, fontsize=12)
     if not len(images):
-        fig.text(0.5, 0.5, "no wrong predictions on the test split", ha="center", va="center", fontsize=12)
+        fig.text(0.5, 0.5, empty, ha="center", va="center", fontsize=12)
     rows = max(1, -(-min(len(images), GALLERY_MAX) // GALLERY_COLUMNS))
     rows = max(rows, 4)
     for k, (image, caption) in enumerate(zip(images[:GALLERY_MAX], captions, strict=False)):

@@ -1,6 +1,6 @@
 """Readers for the plain label formats, and format detection from a file's content.
 
-Every reader returns the normalised votes table of :mod:`imgpipe.labels.votes`. A file that cannot
+Every reader returns the normalised votes table of :mod:`imgpipe.labeltable`. A file that cannot
 be read as the format it claims to be raises :class:`LabelError` naming the file and the problem.
 """
 
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
-import json
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -18,59 +16,9 @@ import pandas as pd
 
 from imgpipe import arrayfiles
 from imgpipe.errors import LabelError, PipelineError
-from imgpipe.labels.votes import vote, votes_frame
+from imgpipe.labelstudio.read import LS_CSV_MARKERS, LS_TASK_MARKERS
+from imgpipe.labeltable import load_json, read_table, read_text, shown_list, vote, votes_frame
 from imgpipe.rawdata import SPLIT_DIRS, iter_array_files
-
-# Columns that only Label Studio's CSV/TSV export writes (label-studio-sdk converter, csv2.py).
-LS_CSV_MARKERS = {"annotation_id", "annotator"}
-# Fields of a Label Studio JSON task that hold annotations.
-LS_TASK_MARKERS = {"annotations", "completions", "predictions"}
-
-
-def read_text(path: Path, name: str) -> str:
-    """The file as text; a missing, binary or empty file is a :class:`LabelError`."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise LabelError(f"{name}: label file not found") from None
-    except IsADirectoryError:
-        raise LabelError(f"{name}: is a folder, expected a label file") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LabelError(f"{name}: not UTF-8 text (byte {exc.start}); is it the right file?") from None
-    if not text.strip():
-        raise LabelError(f"{name}: empty label file")
-    return text
-
-
-def read_table(path: Path, sep: str, name: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and ``(line, row)`` pairs of a CSV/TSV file, every row checked against the header."""
-    text = read_text(path, name)
-    kind = "TSV" if sep == "\t" else "CSV"
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
-    rows: list[tuple[int, dict[str, str]]] = []
-    try:
-        header = next((fields for fields in reader if fields), [])
-        header = [h.strip() for h in header]
-        duplicated = sorted({h for h in header if header.count(h) > 1})
-        if duplicated:
-            raise LabelError(f"{name}: column {duplicated[0]!r} appears more than once in the header")
-        for fields in reader:
-            if not any(f.strip() for f in fields):  # a blank line, or a spreadsheet's ",,"
-                continue
-            if len(fields) != len(header):
-                raise LabelError(
-                    f"{name}: malformed {kind}: line {reader.line_num} has {len(fields)} fields, "
-                    f"the header has {len(header)}"
-                )
-            rows.append((reader.line_num, dict(zip(header, fields, strict=True))))
-    except csv.Error as exc:
-        hint = " (a quote that is never closed?)" if "end of data" in str(exc) else ""
-        raise LabelError(f"{name}: malformed {kind}: line {reader.line_num}: {exc}{hint}") from None
-    if not rows:
-        raise LabelError(f"{name}: no label rows (only a header: {sep.join(header)})")
-    return header, rows
 
 
 def require_columns(header: Sequence[str], wanted: dict[str, str], name: str, sep: str) -> None:
@@ -82,7 +30,7 @@ def require_columns(header: Sequence[str], wanted: dict[str, str], name: str, se
             if len(header) == 1 and other in header[0]:
                 hint = f"; the header looks {'tab' if other == chr(9) else 'comma'}-separated: set labels.format"
             raise LabelError(
-                f"{name}: no column {column!r} (columns: {', '.join(header) or 'none'}); "
+                f"{name}: no column {column!r} (columns: {shown_list(header) or 'none'}); "
                 f"set {param} to the column that holds it{hint}"
             )
 
@@ -165,6 +113,11 @@ def read_idx_labels(path: Path, image_file: str, classes: Sequence[str] = (), na
         raise LabelError(_renamed(exc, path, name)) from None
     if labels.ndim != 1:
         raise LabelError(f"{name}: an IDX label file holds one number per image, this one has shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.round(labels)) & (np.abs(labels) < 2**31)
+        if not whole.all():
+            i = int(np.argmin(whole))
+            raise LabelError(f"{name}: IDX label {i} is {labels[i]!r}, not a class number")
     return votes_frame(_array_votes(image_file, labels.astype(np.int64), classes))
 
 
@@ -202,13 +155,6 @@ def detect_format(path: Path, name: str | None = None) -> str:
     if LS_CSV_MARKERS.issubset(header):
         return "label-studio-csv"
     return "tsv" if sep == "\t" else "csv"
-
-
-def load_json(text: str, name: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LabelError(f"{name}: not valid JSON: {exc}") from None
 
 
 def _detect_json(text: str, name: str) -> str:

@@ -18,9 +18,19 @@ from pathlib import Path
 import pandas as pd
 
 from imgpipe import arrayfiles
-from imgpipe.contracts import ANNOTATORS_FILE, CLASSES_FILE, LABEL_ISSUES_FILE, LABELS_FILE
+from imgpipe.contracts import (
+    ANNOTATORS_FILE,
+    BOXES_FILE,
+    CLASSES_FILE,
+    CROP_COLUMNS,
+    CROPS_FILE,
+    LABEL_ISSUES_FILE,
+    LABELS_FILE,
+)
 from imgpipe.errors import LabelError, PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
+from imgpipe.labels.boxes.table import empty_table
+from imgpipe.labels.classnames import FEW_IMAGES, class_list_text, few_images_text, merge_class_variants
 from imgpipe.labels.formats import (
     detect_format,
     read_array_labels,
@@ -113,7 +123,7 @@ def idx_image_file(label_path: Path, name: str, items: Sequence[RawItem]) -> str
 
 def read_votes(source: LabelSource, raw_dir: Path, info: SourceInfo, items: Sequence[RawItem],
                cfg: LabelsParams) -> pd.DataFrame:
-    """The votes table of :mod:`imgpipe.labels.votes` for the chosen source."""
+    """The votes table of :mod:`imgpipe.labeltable` for the chosen source."""
     files_dir = Path(raw_dir) / FILES_DIR
     fmt, path, name = source.format, source.path, source.name
     image_keys = (cfg.file_column, "image")
@@ -177,6 +187,10 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
     with up to five examples, the chosen format, class and labelled counts.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if cfg.task == "detection":  # boxes: imgpipe/labels/boxes
+        from imgpipe.labels.boxes.load import import_detection
+
+        return import_detection(raw_dir, out_dir, cfg)
     info = SourceInfo.read(raw_dir)
     with tempfile.TemporaryDirectory(prefix="imgpipe-labels-") as fetch_dir:
         source = choose_source(raw_dir, info, cfg, Path(fetch_dir), download_cfg)
@@ -186,9 +200,11 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         votes = read_votes(source, raw_dir, info, items, cfg)
     votes, pseudonymised = apply_to_votes(votes, privacy_cfg)  # before anything is written or logged
     item_ids = [item.item_id for item in items]
-    matched = match_votes(votes, ItemMatcher(item_ids))
     files_dir = raw_dir / FILES_DIR
-    classes, classes_from = freeze_classes(matched, cfg.classes, _source_classes(source, info, cfg, files_dir, votes))
+    source_classes = _source_classes(source, info, cfg, files_dir, votes)
+    votes, variants = merge_class_variants(votes, cfg.classes or source_classes, cfg.on_class_variant, source.name)
+    matched = match_votes(votes, ItemMatcher(item_ids))
+    classes, classes_from = freeze_classes(matched, cfg.classes, source_classes)
     if not classes:
         sample = next(iter(votes["reference"]), "")
         hint = f" (e.g. {sample!r} matches none)" if sample else ""
@@ -201,6 +217,8 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         write_json(tmp / CLASSES_FILE, {"classes": classes})
         write_parquet(result.issues, tmp / LABEL_ISSUES_FILE)
         write_json(tmp / ANNOTATORS_FILE, {**result.annotators, "pseudonymised": pseudonymised})
+        write_parquet(empty_table(), tmp / BOXES_FILE)  # no boxes
+        write_parquet(empty_table()[list(CROP_COLUMNS)], tmp / CROPS_FILE)  # preprocess depends on it
 
     labelled = len(result.labels)
     metrics = {
@@ -213,6 +231,7 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         "unlabelled": len(items) - labelled,
         "classes": len(classes),
         "classes_from": classes_from,
+        "class_variants_merged": len(variants),
         "dropped": int((result.issues["action"] == "drop").sum()),
         "quarantined": int((result.issues["action"] == "quarantine").sum()),
         "problems": problem_report(result.issues, cfg),
@@ -227,7 +246,9 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         "label file": source.name,
         "images": len(items),
         "labelled": labelled,
-        "classes": f"{len(classes)} ({classes_from})",
+        "classes": f"{len(classes)} ({classes_from}): {class_list_text(classes)}",
+        f"classes under {FEW_IMAGES} images": few_images_text(result.labels, classes),
+        **({"class variants merged": "; ".join(v.text for v in variants)} if variants else {}),
         "votes": f"{result.stats['votes']} ({result.stats['cancelled_skipped']} cancelled skipped, "
                  f"{result.stats['majority_resolved']} settled by majority)",
         "dropped": _counts_text(result.issues, "drop"),

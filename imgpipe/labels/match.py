@@ -101,6 +101,11 @@ class ItemMatcher:
         stripped = _UPLOAD_PREFIX.sub("", parts[-1])
         if stripped != parts[-1] and stripped in self._by_suffix:
             return self._result(stripped, self._by_suffix[stripped], "upload-name")
+        # An array image written out as a PNG by `imgpipe review --images`: "<file>#<index>.png".
+        if "#" in parts[-1]:
+            hit = self._lookup(self._by_suffix, _stem_parts(parts))
+            if hit:
+                return self._result(*hit, "stem")
         # An id column may omit the extension (Kaggle style: "000bec18" for 000bec18.jpg).
         if not PurePosixPath(parts[-1]).suffix:
             hit = self._lookup(self._by_stem, parts)

@@ -16,16 +16,20 @@ whether a model pre-annotated it).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from imgpipe.errors import LabelError
-from imgpipe.labels.formats import LS_CSV_MARKERS, load_json, read_table, read_text
-from imgpipe.labels.votes import vote, votes_frame
+from imgpipe.labeltable import load_json, read_table, read_text, shown, shown_list, vote, votes_frame
 from imgpipe.rawdata import IMAGE_SUFFIXES
 
+# Columns that only Label Studio's CSV/TSV export writes (label-studio-sdk converter, csv2.py).
+LS_CSV_MARKERS = {"annotation_id", "annotator"}
+# Fields of a Label Studio JSON task that hold annotations.
+LS_TASK_MARKERS = {"annotations", "completions", "predictions"}
 # Fields the converter adds to each JSON-MIN/CSV record besides the task data and the labels.
 RECORD_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "history"}
 DEFAULT_CHOICES_NAME = "choice"  # the name in Label Studio's image classification template
@@ -52,7 +56,7 @@ def pick_image_key(records: Sequence[dict], preferred: Sequence[str], name: str)
     if len(image_like) == 1:
         return image_like[0]
     raise LabelError(
-        f"{name}: cannot tell which task field names the image (fields: {', '.join(keys) or 'none'}); "
+        f"{name}: cannot tell which task field names the image (fields: {shown_list(keys) or 'none'}); "
         "set labels.file_column to it"
     )
 
@@ -71,9 +75,17 @@ def pick_label_key(records: Sequence[dict], image_key: str, preferred: Sequence[
     if not keys:
         return None
     raise LabelError(
-        f"{name}: cannot tell which field holds the class (fields: {', '.join(keys)}); "
+        f"{name}: cannot tell which field holds the class (fields: {shown_list(keys)}); "
         "set labels.label_column to the Choices tag's name"
     )
+
+
+# What a JSON-encoded choice starts with (an object, or a list of strings or objects).
+_JSON_START = re.compile(r'^(\{|\[\s*["{\[\]]|\[\s*$)')
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def parse_choices(value: object, name: str, where: str) -> list[str]:
@@ -85,8 +97,12 @@ def parse_choices(value: object, name: str, where: str) -> list[str]:
         if text[:1] in "{[":
             try:
                 return parse_choices(json.loads(text), name, where)
-            except json.JSONDecodeError:
-                pass  # a class name that happens to start with a bracket
+            except json.JSONDecodeError as exc:
+                # CSV exports JSON-encode several choices; a broken encoding is not a class name.
+                # A name that merely starts with a bracket ("[unsure]") stays a name.
+                if _JSON_START.match(text):
+                    raise LabelError(f"{name}: {where}: the choice is broken JSON ({exc.msg} at character "
+                                     f"{exc.pos}): {_short(text)}") from None
         return [text]
     if isinstance(value, bool):
         raise LabelError(f"{name}: {where}: a choice must be a class name, got {value!r}")
@@ -95,7 +111,7 @@ def parse_choices(value: object, name: str, where: str) -> list[str]:
     if isinstance(value, dict):
         if isinstance(value.get("choices"), list):
             return [str(c).strip() for c in value["choices"]]
-        raise LabelError(f"{name}: {where}: not a Choices value (keys: {', '.join(map(str, value))}); "
+        raise LabelError(f"{name}: {where}: not a Choices value (keys: {shown_list(value) or 'none'}); "
                          "only Choices (classification) projects can be imported")
     if isinstance(value, list):
         return [c for item in value for c in parse_choices(item, name, where)]
@@ -116,7 +132,7 @@ def _id_text(value: object) -> str:
     """Ids as the CSV writes them (12, not 12.0), whatever the JSON parser made of them."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return "" if value is None else str(value)
+    return "" if value is None else shown(value) if str(value) else ""
 
 
 # ---------------------------------------------------------------------------------------------- JSON
@@ -134,6 +150,15 @@ def _tasks(path: Path, name: str) -> list[dict]:
         for field in ("annotations", "completions", "predictions"):
             if not isinstance(task.get(field, []), list):
                 raise LabelError(f"{name}: task #{i}: '{field}' must be a list")
+        for field in ("annotations", "completions"):
+            for j, ann in enumerate(task.get(field, []), 1):
+                # Skipping a malformed annotation would lose a vote without a word.
+                if not isinstance(ann, dict):
+                    raise LabelError(f"{name}: task #{i}: {field} #{j} is a {type(ann).__name__}, "
+                                     "expected an annotation object")
+                results = ann.get("result") or []
+                if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+                    raise LabelError(f"{name}: task #{i}: {field} #{j}: 'result' must be a list of objects")
     return data
 
 
@@ -142,7 +167,7 @@ def _results(items: Iterable[object]) -> Iterable[dict]:
         if not isinstance(item, dict):  # some exports list predictions by id only
             continue
         for result in item.get("result") or []:
-            if isinstance(result, dict):
+            if isinstance(result, dict):  # _tasks refused malformed annotation results already
                 yield result
 
 
@@ -158,14 +183,14 @@ def pick_choices_name(tasks: Sequence[dict], preferred: Sequence[str], name: str
     if not names:
         other = sorted({str(r.get("type")) for r in results})
         if other:
-            raise LabelError(f"{name}: not a Choices (classification) project: result types {', '.join(other)}")
+            raise LabelError(f"{name}: not a Choices (classification) project: result types {shown_list(other)}")
         return None
-    raise LabelError(f"{name}: several Choices tags ({', '.join(names)}); set labels.label_column to one of them")
+    raise LabelError(f"{name}: several Choices tags ({shown_list(names)}); set labels.label_column to one of them")
 
 
 def _annotations(task: dict) -> list[dict]:
     # Label Studio before 1.0 called annotations "completions".
-    return [a for a in task.get("annotations", task.get("completions", [])) if isinstance(a, dict)]
+    return list(task.get("annotations", task.get("completions", [])))
 
 
 def _chosen(items: Iterable[dict], choices_name: str | None, name: str, where: str) -> list[str]:
@@ -295,5 +320,5 @@ def read_label_studio_csv(
     header, rows = read_table(path, sep, name)
     missing = sorted(LS_CSV_MARKERS - set(header))
     if missing:
-        raise LabelError(f"{name}: no column {missing[0]!r}: not a Label Studio CSV export (columns: {', '.join(header)})")
+        raise LabelError(f"{name}: no column {missing[0]!r}: not a Label Studio CSV export (columns: {shown_list(header)})")
     return _record_votes(rows, image_keys, label_keys, name, "line")

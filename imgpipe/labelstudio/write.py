@@ -31,7 +31,9 @@ class TaskProposal:
     score: float | None = None  # the proposer's confidence in ``label``, 0..1
     data: dict = field(default_factory=dict)  # extra task data shown to the annotator (item_id, ...)
     annotation: str | None = None  # a label already given (a person edits it; exports return it)
-    annotator: str = ""  # who gave ``annotation`` (Label Studio's completed_by)
+    # Label Studio's completed_by: the email of one of its users, or "" for none (the importing
+    # user gets it); any other value makes Label Studio reject the whole import.
+    annotator: str = ""
 
 
 def tasks(proposals: Iterable[TaskProposal], model_version: str) -> list[dict]:
@@ -54,9 +56,8 @@ def tasks(proposals: Iterable[TaskProposal], model_version: str) -> list[dict]:
                 prediction["score"] = round(float(p.score), 6)
             task["predictions"] = [prediction]
         if p.annotation is not None:
-            task["annotations"] = [{
+            annotation: dict = {
                 "id": i,
-                "completed_by": p.annotator,
                 "was_cancelled": False,
                 "ground_truth": False,
                 "result": [{
@@ -66,7 +67,10 @@ def tasks(proposals: Iterable[TaskProposal], model_version: str) -> list[dict]:
                     "type": "choices",
                     "value": {"choices": [p.annotation]},
                 }],
-            }]
+            }
+            if p.annotator:
+                annotation["completed_by"] = p.annotator
+            task["annotations"] = [annotation]
         out.append(task)
     return out
 

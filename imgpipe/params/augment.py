@@ -9,7 +9,7 @@ from imgpipe.params.base import Section
 
 class AugmentParams(Section):
     seed: int = Field(7, ge=0)
-    copies: int = Field(2, ge=0)
+    copies: int = Field(0, ge=0)
     hflip: bool = False
     vflip: bool = False
     rotate: bool = True

@@ -10,6 +10,7 @@ instead of being silently ignored.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -51,7 +52,28 @@ def load(name: str, model: type[S], path: Path = PARAMS_FILE, data: dict | None 
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(name, model, err) for err in exc.errors())
         raise PipelineError(f"{path}: invalid parameters: {problems}") from None
+
+
+def _problem(section: str, model: type[BaseModel], err: dict) -> str:
+    """One problem in words; an unknown key (a typo, or ``-S +train.foo=1``) names its close matches."""
+    dotted = ".".join([section, *(str(p) for p in err["loc"])])
+    if err["type"] != "extra_forbidden":
+        return f"{dotted}: {err['msg']}"
+    known = _fields_at(model, err["loc"][:-1])
+    close = difflib.get_close_matches(str(err["loc"][-1]), known, n=3)
+    parent = dotted.rsplit(".", 1)[0]
+    hint = f" (a typo? did you mean {' or '.join(f'{parent}.{c}' for c in close)}?)" if close else " (a typo?)"
+    return f"unknown key {dotted}: not a param of the {section} stage{hint}"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the (sub-)model at ``loc`` inside ``model``; [] when that is not a model."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        sub = field.annotation if field is not None else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return []
+        model = sub
+    return list(model.model_fields)

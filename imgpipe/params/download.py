@@ -29,6 +29,9 @@ class CrawlParams(BaseModel):
     max_image_bytes: int = Field(20 * 2**20, gt=0)
     max_redirects: int = Field(5, ge=0)
     allow_private: bool = False
+    user_agent: str = Field("imgpipe-crawl/1", min_length=1)  # sent on every request; robots.txt groups match its first word
+    honour_opt_out: bool = True  # refuse images whose X-Robots-Tag says noai / noimageai / noml
+    opt_out_list: str = ""  # a file of domains and URL prefixes never to fetch (e.g. annotations/opt-out.txt)
     min_success_rate: float = Field(0.9, ge=0, le=1)
     shard_size: int = Field(10_000, ge=1)
     engine: Literal["local", "dask"] = "local"

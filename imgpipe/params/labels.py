@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from imgpipe.params.base import Policy, Section
 
@@ -18,10 +18,21 @@ LabelFormat = Literal[
     "label-studio-json",
     "label-studio-json-min",
     "label-studio-csv",
+    # labels.task detection (boxes): see imgpipe/labels/boxes
+    "voc",
+    "coco",
+    "yolo",
 ]
 
 
+class DetectionParams(Section):
+    crops: bool = False  # each box becomes a classification item <image item_id>#box<box_id>
+    crop_padding: float = Field(0.1, ge=0, le=2)  # share of the box side added on each side before the crop
+    cache_dir: str = ".cache/crops"  # crops already cut, by content (a box edit recuts only that box); "" = off
+
+
 class LabelsParams(Section):
+    task: Literal["classification", "detection"] = "classification"
     path: str = ""
     sha256: str = ""
     format: LabelFormat = "auto"
@@ -33,9 +44,13 @@ class LabelsParams(Section):
     on_conflict: Policy = "quarantine"
     on_orphan_label: Literal["drop", "fail"] = "drop"
     on_unreviewed: Policy = "drop"
+    # Class names differing only by case or surrounding spaces (cat, Cat): merge into one
+    # spelling (reported), or fail.
+    on_class_variant: Literal["merge", "fail"] = "merge"
     # How several annotators' labels for one image become one: majority, or dawid-skene (each
     # annotator weighted by the reliability estimated from all their labels).
     vote: Literal["majority", "dawid-skene"] = "majority"
+    detection: DetectionParams = DetectionParams()
 
     @field_validator("classes", mode="before")
     @classmethod

@@ -8,6 +8,10 @@ from pydantic import Field
 
 from imgpipe.params.base import Byte, Section
 
+# Images of up to 64x64 stay raw pixels under store: auto: there a pixel shard is at most about
+# 3x a JPEG one, and reading raw pixels costs nothing; above it encoded shards win on disk by 5-10x.
+ENCODE_ABOVE_PIXELS = 64 * 64
+
 
 class PreprocessParams(Section):
     mode: Literal["L", "RGB"] = "RGB"
@@ -17,6 +21,16 @@ class PreprocessParams(Section):
     max_pixels: int = Field(89_478_485, gt=0)
     shard_max_mb: float = Field(256.0, gt=0)
     workers: int = Field(0, ge=0)
+    # How the images are kept (imgpipe.preprocess.shards): raw pixels, or encoded in shard files.
+    # auto: pixels up to ENCODE_ABOVE_PIXELS per image, JPEG above (measured: docs/benchmarks.md).
+    store: Literal["auto", "pixels", "jpeg", "png"] = "auto"
+    jpeg_quality: int = Field(90, ge=1, le=100)
+
+    @property
+    def resolved_store(self) -> str:
+        if self.store != "auto":
+            return self.store
+        return "pixels" if self.size[0] * self.size[1] <= ENCODE_ABOVE_PIXELS else "jpeg"
 
     @property
     def channels(self) -> int:

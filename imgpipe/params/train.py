@@ -13,7 +13,7 @@ class TrainParams(Section):
     # airbench: the fast default for small images; lenet: the seed tutorial's network;
     # resnet: a small residual CNN; resnet18: torchvision's, fine-tuned from train.pretrained
     model: Literal["airbench", "lenet", "resnet", "resnet18"] = "airbench"
-    width: int = Field(0, ge=0)  # airbench: channels of the first group (0 = default); other models ignore it
+    width: int = Field(16, ge=0)  # airbench: channels of the first group (0 = the model's own, 32); other models ignore it
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(512, ge=1)  # the global batch (split over the processes under torchrun)
     # Small datasets: the batch shrinks so an epoch has at least this many steps, and the lr shrinks

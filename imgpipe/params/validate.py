@@ -51,6 +51,40 @@ class LabelIssueParams(Section):
     seed: int = Field(0, ge=0)
 
 
+class BoxCheckParams(Section):
+    """labels.task detection: the box checks (imgpipe/validate/checks/boxes.py); off without boxes."""
+
+    enabled: bool = True
+    on_empty: CheckPolicy = "drop"  # box_empty: zero or negative width or height
+    on_outside: CheckPolicy = "flag"  # box_outside: partly or wholly outside the image (kept boxes are clipped)
+    min_side: float = Field(2.0, ge=0)  # box_tiny: a side under this many original pixels
+    on_tiny: CheckPolicy = "flag"
+    max_aspect: float = Field(10.0, ge=1)  # box_aspect: longer side over shorter side above this
+    on_aspect: CheckPolicy = "flag"
+    duplicate_iou: float = Field(0.9, gt=0, le=1)  # box_duplicate: same class, IoU above this: keep one
+    on_duplicate: FlagOrDrop = "drop"
+    conflict_iou: float = Field(0.8, gt=0, le=1)  # box_conflict: different classes over one object
+    on_conflict: CheckPolicy = "flag"
+    max_boxes: int = Field(100, ge=1)  # box_count: an image with more boxes than this, or with none
+    on_count: CheckPolicy = "flag"
+    min_class_boxes: int = Field(1, ge=0)  # box_count: fewer boxes of a frozen class fails the stage (GX)
+
+
+class OodParams(Section):
+    """Images that belong to no class (:mod:`imgpipe.validate.checks.ood`)."""
+
+    enabled: bool = True
+    on_ood: CheckPolicy = "flag"
+    max_flag_fraction: float = Field(0.01, ge=0, le=1)  # review budget: at most this share is flagged
+    max_p_value: float = Field(0.001, gt=0, lt=1)  # suspect beyond this chi-square tail of the bulk
+    grid: int = Field(8, ge=1, le=64)  # pixels mean-pooled on a grid x grid raster
+    components: int = Field(16, ge=1, le=256)  # principal axes the distance is measured on
+    support_fraction: float = Field(0.9, gt=0.5, le=1)  # share of images the robust fit trusts
+    fit_sample: int = Field(10_000, ge=100)  # the robust fit sees at most this many images (seeded sample)
+    min_images: int = Field(50, ge=3)  # fewer images: no robust fit, no findings
+    seed: int = Field(0, ge=0)
+
+
 class ValidateParams(Section):
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)
     max_reject_fraction: float = Field(0.05, ge=0, le=1)  # undecodable files (preprocess rejects)
@@ -63,3 +97,7 @@ class ValidateParams(Section):
     near_duplicates: NearDuplicateParams = NearDuplicateParams()
     outliers: OutlierParams = OutlierParams()
     label_issues: LabelIssueParams = LabelIssueParams()
+    boxes: BoxCheckParams = BoxCheckParams()
+
+
+    ood: OodParams = OodParams()

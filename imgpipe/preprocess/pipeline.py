@@ -29,7 +29,7 @@ from imgpipe.errors import PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.params.preprocess import PreprocessParams
 from imgpipe.preprocess import decode, features
-from imgpipe.preprocess.shards import ShardWriter
+from imgpipe.preprocess.shards import EncodedShardWriter, ShardWriter, decode_image, encode_image
 from imgpipe.rawdata import (
     FILES_DIR,
     PackReader,
@@ -102,6 +102,9 @@ class Chunk:
     files_dir: str | None = None
     images: np.ndarray | None = None
     orig_format: str = ""
+    crops: tuple | None = None  # per item, its boxes (imgpipe.preprocess.crops): one output row per box
+    crop_padding: float = 0.0
+    crop_cache: str | None = None  # labels.detection.cache_dir: crops already cut, by content
 
 
 @dataclass
@@ -110,6 +113,7 @@ class ChunkResult:
     pixels: np.ndarray  # (n_ok, H, W, C)
     columns: dict[str, list | np.ndarray]  # META_COLUMNS + feature columns, for the n_ok images
     rejects: list[tuple[str, str, str]] = field(default_factory=list)
+    encoded: list[bytes] | None = None  # the stored bytes of each image (encoded stores only)
 
 
 # --- per item -------------------------------------------------------------------------------
@@ -160,6 +164,10 @@ def decode_array_item(image: np.ndarray, fmt: str, cfg: PreprocessParams) -> tup
 
 def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
     """Decode and featurise one chunk; bad items become reject rows, never exceptions."""
+    if chunk.crops is not None:  # labels.detection.crops: one row per box
+        from imgpipe.preprocess.crop_chunks import process_crop_chunk
+
+        return process_crop_chunk(chunk, cfg)
     height, width = cfg.size
     pixels = np.empty((len(chunk.items), height, width, cfg.channels), dtype=np.uint8)
     meta: dict[str, list] = {name: [] for name in META_COLUMNS}
@@ -195,10 +203,25 @@ def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
     if packs is not None:
         packs.close()
     pixels = pixels[: len(meta["item_id"])]
+    encoded = encode_stored(pixels, cfg)
     columns: dict[str, list | np.ndarray] = dict(meta)
     if len(pixels):
         columns.update(features.compute(pixels))
-    return ChunkResult(len(chunk.items), pixels, columns, rejects)
+    return ChunkResult(len(chunk.items), pixels, columns, rejects, encoded)
+
+
+def encode_stored(pixels: np.ndarray, cfg: PreprocessParams) -> list[bytes] | None:
+    """The bytes an encoded store keeps for each image, or None for raw pixels. A JPEG is lossy:
+    its decoded pixels replace ``pixels`` in place, so the hash and the statistics computed next
+    describe exactly what readers will get back."""
+    store = cfg.resolved_store
+    if store == "pixels":
+        return None
+    encoded = [encode_image(image, store, cfg.jpeg_quality) for image in pixels]
+    if store == "jpeg":
+        for i, data in enumerate(encoded):
+            pixels[i] = decode_image(data, cfg.channels)
+    return encoded
 
 
 def _remote_process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
@@ -209,9 +232,12 @@ def _remote_process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
 # --- chunking and scheduling -----------------------------------------------------------------
 
 
-def file_chunks(files_dir: Path, items: list[RawItem], size: int) -> Iterator[Chunk]:
+def file_chunks(files_dir: Path, items: list[RawItem], size: int, crops: dict | None = None,
+                crop_padding: float = 0.0, crop_cache: str | None = None) -> Iterator[Chunk]:
     for start in range(0, len(items), size):
-        yield Chunk(tuple(items[start : start + size]), files_dir=str(files_dir))
+        part = tuple(items[start : start + size])
+        plan = tuple(crops[item.item_id] for item in part) if crops is not None else None
+        yield Chunk(part, files_dir=str(files_dir), crops=plan, crop_padding=crop_padding, crop_cache=crop_cache)
 
 
 def array_chunks(
@@ -326,9 +352,12 @@ def rejects_by_reason(rejects: list[tuple[str, str, str]]) -> dict[str, int]:
 # --- the stage -------------------------------------------------------------------------------
 
 
-def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, progress: bool = True) -> dict:
+def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, progress: bool = True,
+                      crops: dict | None = None, crop_padding: float = 0.0, crop_cache: str | None = None) -> dict:
     """Preprocess ``raw_dir`` (the download stage's output) into ``out_dir``; return the summary
-    (counts and rejects by reason, plus the worker count used, which never affects the files)."""
+    (counts and rejects by reason, plus the worker count used, which never affects the files).
+    ``crops`` (``imgpipe.preprocess.crops.crop_plan``): cut one item per box instead, from the
+    images that have boxes."""
     from tqdm import tqdm
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
@@ -345,21 +374,29 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
         bar.refresh()
 
     if is_array_layout(info.layout):
+        if crops is not None:
+            raise PipelineError(f"labels.detection.crops needs image files; the {info.source} source keeps its "
+                                "images in array files")
         chunks = array_chunks(files_dir, info.layout, size, grow_total)
     else:
         items = list_items(raw_dir, info)
+        if crops is not None:  # only images with boxes; a crop item per box
+            items = [item for item in items if item.item_id in crops]
         grow_total(len(items))
         # No point forking more processes than there are chunks.
         workers = max(1, min(workers, -(-len(items) // size)))
-        chunks = file_chunks(files_dir, items, size)
+        chunks = file_chunks(files_dir, items, size, crops, crop_padding, crop_cache)
 
     builder = ManifestBuilder(cfg.channels)
     try:
         with atomic_dir(out_dir) as tmp:
-            writer = ShardWriter(tmp, (height, width, cfg.channels), int(cfg.shard_max_mb * 2**20))
+            max_bytes = int(cfg.shard_max_mb * 2**20)
+            store = cfg.resolved_store
+            writer = (ShardWriter(tmp, (height, width, cfg.channels), max_bytes) if store == "pixels"
+                      else EncodedShardWriter(tmp, max_bytes))
             with writer:
                 for result in ordered_map(chunks, cfg, workers):
-                    shard, offset = writer.add(result.pixels)
+                    shard, offset = writer.add(result.pixels if store == "pixels" else result.encoded)
                     builder.add(result, shard, offset)
                     bar.update(result.items)
                 shards = writer.close()
@@ -382,6 +419,7 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
                 "channels": cfg.channels,
                 "resize": cfg.resize,
                 "background": list(cfg.background),
+                "store": store,
                 "counts": counts,
                 "rejects_by_reason": by_reason,
                 "shards": shards,
@@ -389,7 +427,7 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
             write_json(tmp / PREPROCESS_INFO_FILE, info_json)
     finally:
         bar.close()
-    return {**counts, "rejects_by_reason": by_reason, "shards": len(shards), "workers": workers}
+    return {**counts, "rejects_by_reason": by_reason, "shards": len(shards), "store": store, "workers": workers}
 
 
 def metrics(summary: dict) -> dict:

@@ -103,11 +103,12 @@ def near_duplicate_pairs(
     usable = spread >= MIN_NORM
     planes = np.random.default_rng(seed).standard_normal((tables, bits, centre.shape[1])).astype(np.float32)
     keys = _keys(centre, planes)
-    order = np.argsort(keys, axis=0, kind="stable")
-    sorted_keys = np.ascontiguousarray(np.take_along_axis(keys, order, axis=0).T)  # (tables, n)
+    # Flat images sit in no bucket: the tables index the usable images only. (Overwriting their
+    # sorted keys with a maximum unsorted the arrays, and searchsorted then gave hi < lo.)
+    indexed = np.nonzero(usable)[0]
+    order = indexed[np.argsort(keys[indexed], axis=0, kind="stable")]  # (usable, tables)
+    sorted_keys = np.ascontiguousarray(np.take_along_axis(keys, order, axis=0).T)  # (tables, usable)
     order = np.ascontiguousarray(order.T)
-    for t in range(tables):  # flat images sit in no bucket
-        sorted_keys[t][~usable[order[t]]] = np.iinfo(np.uint64).max
     best: dict[int, float] = {}
     for s in range(0, n, chunk):
         table = integral(pixels[s : s + chunk])
@@ -165,25 +166,20 @@ def _pairs_frame(a: np.ndarray, b: np.ndarray, sim: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"a": a.astype(np.int64), "b": b.astype(np.int64), "similarity": np.round(sim, 6)})
 
 
-def union_find_groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Group label per row (the smallest member's position), -1 for rows in no pair."""
-    parent = np.arange(n)
+def component_groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Group label per row: the smallest position of its connected component over the pairs
+    ``(a, b)``; -1 for rows in no pair."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for x, y in zip(np.asarray(a).tolist(), np.asarray(b).tolist(), strict=True):
-        rx, ry = find(x), find(y)
-        if rx != ry:
-            parent[max(rx, ry)] = min(rx, ry)
-    roots = np.array([find(i) for i in range(n)])
-    sizes = np.bincount(roots, minlength=n)
-    return np.where(sizes[roots] > 1, roots, -1)
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    first = np.full(n, n, dtype=np.int64)
+    np.minimum.at(first, comp, np.arange(n))
+    sizes = np.bincount(comp, minlength=n)
+    return np.where(sizes[comp] > 1, first[comp], -1)
 
 
 def exact_groups(sha: pd.Series) -> np.ndarray:

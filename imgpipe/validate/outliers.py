@@ -14,6 +14,7 @@ from imgpipe.contracts import ITEM_ID, REVIEW_COLUMNS, SOURCE_PATH
 from imgpipe.params.validate import OutlierParams
 
 PHOTOMETRIC = ("dark", "overexposed", "near_constant", "blurry")
+CHECKS = (*PHOTOMETRIC, "odd_size", "odd_aspect")  # the review ``check`` values written
 
 
 def _std_max(df: pd.DataFrame) -> np.ndarray:

@@ -92,6 +92,10 @@ def draw_sheets(review: pd.DataFrame, pixels: np.ndarray | None, index: dict, la
     sheets["outliers"] = ("Outliers (check, measured value)", band(
         [(pix(i), f"{c}\n{sc:.4g}") for i, c, sc in out[[ITEM_ID, "check", "score"]].itertuples(index=False)
          if pix(i) is not None]))
+    ood = review[review["check"] == "ood"].sort_values(["score", ITEM_ID], ascending=[False, True], kind="stable")
+    sheets["ood"] = ("Images that belong to no class (label, robust distance^2)", band(
+        [(pix(i), f"{labels.get(i, '?')}\n{sc:.1f}") for i, sc in ood.head(TOP)[[ITEM_ID, "score"]].itertuples(index=False)
+         if pix(i) is not None]))
     for name, (title, rows) in sheets.items():
         _draw_rows(rows, title, out_dir / f"{name}.png")
         names.append(f"{name}.png")
@@ -116,6 +120,15 @@ def _table(frame: pd.DataFrame, limit: int = 200) -> str:
     return f"<table><tr>{head}</tr>{body}</table>{more}"
 
 
+def finding_counts(rows: pd.DataFrame) -> str:
+    """``550 flagged, 118 kept``: what a check acted on, with the images it kept (a duplicate
+    group's representative) counted apart, not in the findings."""
+    counts = rows["decision"].value_counts()
+    acted = [f"{int(counts[d])} {d}" for d in ("quarantined", "dropped", "flagged") if d in counts]
+    kept = [f"{int(counts['kept'])} kept"] if "kept" in counts else []
+    return ", ".join(acted + kept) or "0"
+
+
 def write_report(path: Path, title: str, quality: dict, expectations: list[dict], review: pd.DataFrame | None,
                  sheets: list[str], error: str = "", offending: pd.DataFrame | None = None) -> None:
     """A self-contained HTML page (inline CSS, no scripts, no CDN), deterministic bytes."""
@@ -126,7 +139,10 @@ def write_report(path: Path, title: str, quality: dict, expectations: list[dict]
     if error:
         parts.append(f"<p class='bad'><b>The stage failed:</b> {html.escape(error)}</p>")
     if quality:
-        parts.append("<h2>Counts</h2>" + _table(pd.DataFrame(sorted(quality.items()), columns=["count", "value"])))
+        # object dtype: a column mixing ints and fractions would print every count as a float (1797.0)
+        counts = pd.DataFrame({"count": list(sorted(quality)), "value": pd.Series(
+            [quality[k] for k in sorted(quality)], dtype=object)})
+        parts.append("<h2>Counts</h2>" + _table(counts))
     if expectations:
         exp = pd.DataFrame(expectations)
         exp["success"] = exp["success"].map({True: "pass", False: "FAIL"})
@@ -137,7 +153,7 @@ def write_report(path: Path, title: str, quality: dict, expectations: list[dict]
         parts.append(f"<h2>{html.escape(name[:-4].replace('_', ' '))}</h2><img src='sheets/{html.escape(name)}'>")
     if review is not None and len(review):
         for check, rows in review.groupby("check", sort=True):
-            parts.append(f"<h2>Findings: {html.escape(str(check))} ({len(rows)})</h2>" + _table(rows, 100))
+            parts.append(f"<h2>Findings: {html.escape(str(check))} ({finding_counts(rows)})</h2>" + _table(rows, 100))
     parts.append("</body></html>\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(parts))

@@ -8,8 +8,8 @@ run ids and timestamps, so the stage writes its own deterministic summary instea
 GX is lenient with a suite that does not run as written: an unknown expectation type is logged
 and dropped, and a misspelled column makes the expectation fail with no rows flagged. A check
 that silently does nothing is worse than none, so every expectation is checked before the run
-(an object, a known type, known ``$PARAMETER`` names, columns that exist) and every one must come
-back with a result; anything else fails the stage with one line naming the expectation.
+(an object, a known type, known ``$PARAMETER`` names, columns that exist, a row-level one that can
+name rows) and every one must come back with a result; anything else fails the stage with one line naming the expectation.
 """
 
 from __future__ import annotations
@@ -86,14 +86,27 @@ def _parameters_used(value: object) -> list[str]:
 
 def check_suite_against(suite: dict, path: Path | str, columns: list[str], parameters: dict) -> None:
     """Fail on anything in the suite that GX would drop or run as a no-op on this batch."""
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation,
+        ColumnPairMapExpectation,
+        MulticolumnMapExpectation,
+    )
     from great_expectations.expectations.registry import get_expectation_impl
 
     known = set(columns)
     for i, exp in enumerate(suite["expectations"]):
         try:
-            get_expectation_impl(exp["type"])
+            impl = get_expectation_impl(exp["type"])
         except Exception:  # GX raises ExpectationNotFoundError (or others on odd names)
             raise PipelineError(f"{path}: {_name(i, exp)}: unknown expectation type {exp['type']!r}") from None
+        meta = exp.get("meta") or {}
+        row_level = meta.get("level", "row") == "row" and meta.get("batch", "images") == "images"
+        if row_level and not issubclass(impl, (ColumnMapExpectation, ColumnPairMapExpectation,
+                                               MulticolumnMapExpectation)):
+            # It would fail with no rows to quarantine, and the gate would pass.
+            raise PipelineError(f"{path}: {_name(i, exp)}: is row-level (meta.level row, the default) but "
+                                f"{exp['type']} checks the whole column and cannot name rows; "
+                                "set meta.level to table")
         kwargs = exp.get("kwargs") or {}
         for name in _parameters_used(kwargs):
             if name not in parameters:

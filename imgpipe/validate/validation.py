@@ -6,11 +6,10 @@
    ``table`` failures stop the stage; ``row`` failures quarantine with ``meta.reason``. A row the
    labels stage already quarantined keeps that one reason: the suite's label-column checks do not
    count it again.
-3. Cleaning checks on what passed, each a module returning ``contracts.REVIEW_COLUMNS`` rows:
-   exact duplicates, near duplicates (:mod:`imgpipe.validate.duplicates`), split leakage, outliers
-   (:mod:`imgpipe.validate.outliers`) and label issues (:mod:`imgpipe.validate.label_issues`). Each
-   finding's decision follows its policy param: ``flagged`` (kept, listed), ``dropped``,
-   ``quarantined``; the representative of a duplicate group is ``kept``.
+3. Cleaning checks on what passed: every enabled check plug-in (:mod:`imgpipe.validate.checks`;
+   duplicates and leakage, outliers, label issues, and whatever else is registered), run by
+   :func:`imgpipe.validate.checks.loop.run_checks`. Each finding's decision follows its policy
+   param: ``flagged`` (kept, listed), ``dropped``, ``quarantined``; the strongest wins per image.
 4. Splits (:mod:`imgpipe.split`), with every duplicate group inside one split.
 
 Everything a person needs to review lands in one table (``review.parquet``).
@@ -23,24 +22,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from imgpipe.contracts import ITEM_ID, LABEL, REVIEW_COLUMNS, SOURCE_PATH, SOURCE_SPLIT, SPLITS
+from imgpipe.contracts import ITEM_ID, LABEL, REVIEW_COLUMNS, SOURCE_PATH, SPLITS
 from imgpipe.errors import ValidationFailed
 from imgpipe.params.validate import ValidateParams
 from imgpipe.split import assign_splits, leaking_groups
-from imgpipe.validate.duplicates import exact_groups, near_duplicate_pairs, union_find_groups
-from imgpipe.validate.label_issues import label_issue_findings
-from imgpipe.validate.outliers import empty_findings, outlier_findings
+from imgpipe.validate.checks.base import CheckContext, findings_frame
+from imgpipe.validate.checks.loop import CHECK_THREADS, run_checks
 from imgpipe.validate.suite import ExpectationOutcome, run_suite
 
-# BLAS/OpenMP threads of the cleaning checks: fixed, so their bytes do not depend on the core count.
-CHECK_THREADS = 2
+__all__ = ["CHECK_THREADS", "GateReport", "ValidationResult", "validate_dataset"]
 
 LABEL_COLUMNS = frozenset({"label", "label_index"})
-DECISION_RANK = {"kept": 0, "flagged": 1, "dropped": 2, "quarantined": 3}
-POLICY_DECISION = {"flag": "flagged", "drop": "dropped", "quarantine": "quarantined"}
-SOURCE_RANK = {"test": 2, "val": 1}  # a group keeps its members in the highest source split
+GATE_CHECKS = ("expectation", "label_import")  # review rows of the gate: before every check's
+STAGE_COUNTERS = ("images_decoded", "images_rejected_by_preprocess", "reject_fraction", "images_dropped_by_label_policy",
+                  "images_valid", "images_quarantined", "quarantine_fraction", "images_dropped_by_cleaning",
+                  "images_flagged", "expectations_failed")  # data_quality.json keys of the stage, not of a check
 
 
 def join_tables(manifest: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -142,99 +139,14 @@ def _expectation_report(outcomes: list[ExpectationOutcome], batch: str, frame: p
     return rows
 
 
-def _finding_frame(df: pd.DataFrame, pos: np.ndarray, check: str, score, decision, group, suggested="",
-                   detail="") -> pd.DataFrame:
-    n = len(pos)
-
-    def col(v):
-        return v if isinstance(v, (list, np.ndarray, pd.Series)) else [v] * n
-
-    return pd.DataFrame({
-        ITEM_ID: df[ITEM_ID].to_numpy()[pos], SOURCE_PATH: df[SOURCE_PATH].to_numpy()[pos],
-        "check": check, "score": np.asarray(col(score), dtype=np.float64), "decision": col(decision),
-        "group_id": col(group), "suggested_label": col(suggested), "suggested_score": np.nan,
-        "detail": col(detail),
-    })
-
-
-def duplicate_findings(df: pd.DataFrame, pixels: np.ndarray | None, cfg: ValidateParams) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """Exact and near duplicates plus leakage. Returns the findings, the duplicate group (first
-    member's row) per row (-1: none), and counts."""
-    n = len(df)
-    source = df[SOURCE_SPLIT].fillna("").astype(str).to_numpy()
-    labels = df[LABEL].astype(str).to_numpy()
-    frames = []
-    counts = {"exact_duplicate_groups": 0, "near_duplicate_groups": 0}
-    exact = exact_groups(df["pixel_sha256"])
-    # Near duplicates among one representative per exact group (the others are identical).
-    pairs_a = np.zeros(0, np.int64)
-    pairs_b = np.zeros(0, np.int64)
-    sims: dict[tuple[int, int], float] = {}
-    reps = np.nonzero((exact < 0) | (exact == np.arange(n)))[0]
-    if cfg.near_duplicates.enabled and pixels is not None and len(reps) > 1:
-        nd = cfg.near_duplicates
-        pairs = near_duplicate_pairs(pixels[reps], nd.threshold, nd.max_shift, nd.tables, nd.bits, seed=cfg.seed)
-        pairs_a = reps[pairs["a"].to_numpy()]
-        pairs_b = reps[pairs["b"].to_numpy()]
-        sims = {(int(a), int(b)): float(s) for a, b, s in zip(pairs_a, pairs_b, pairs["similarity"], strict=True)}
-    exact_a = np.nonzero(exact >= 0)[0]
-    groups = union_find_groups(n, np.concatenate([pairs_a, exact_a]), np.concatenate([pairs_b, exact[exact_a]]))
-    best_sim = np.zeros(n)
-    for (a, b), s in sims.items():
-        best_sim[a] = max(best_sim[a], s)
-        best_sim[b] = max(best_sim[b], s)
-    decision = np.full(n, "", dtype=object)
-    check = np.full(n, "", dtype=object)
-    ids = df[ITEM_ID].to_numpy()
-    for g in np.unique(groups[groups >= 0]):
-        members = np.nonzero(groups == g)[0]
-        gid = f"dup-{ids[g]}"
-        is_exact = bool((exact[members] >= 0).all() and len(set(exact[members])) == 1)
-        counts["exact_duplicate_groups" if is_exact else "near_duplicate_groups"] += 1
-        # Leakage: members outside the group's highest source-fixed split leave training.
-        top = max(SOURCE_RANK.get(s, 0) for s in source[members])
-        leak = np.array([SOURCE_RANK.get(s, 0) < top for s in source[members]])
-        conflict = len(set(labels[members])) > 1
-        policy_dup = cfg.exact_duplicates.on_duplicate if is_exact else cfg.near_duplicates.on_duplicate
-        policy_conf = cfg.exact_duplicates.on_conflict if is_exact else cfg.near_duplicates.on_conflict
-        stay = members[~leak]
-        keeper = stay[0]
-        for m, leaked in zip(members, leak, strict=True):
-            check[m] = "exact_duplicate" if is_exact else "near_duplicate"
-            if leaked:
-                check[m], decision[m] = "leakage", "dropped"
-            elif conflict:
-                decision[m] = POLICY_DECISION[policy_conf]
-            elif m == keeper:
-                decision[m] = "kept"
-            else:
-                decision[m] = POLICY_DECISION[policy_dup] if policy_dup == "drop" else "flagged"
-        pos = members
-        detail = []
-        names = ids[members]
-        for k, _m in enumerate(members):
-            others = ", ".join(names[j] for j in range(min(len(names), 11)) if j != k)
-            if len(names) > 11:
-                others += f" and {len(names) - 11} more"
-            what = "different labels: " + "/".join(sorted(set(labels[members]))) + "; " if conflict else ""
-            if check[m] == "leakage":
-                what += f"duplicates a source-{'test' if top == 2 else 'val'} image; "
-            detail.append(f"{what}same as {others}"[:500])
-        score = np.where(exact[members] >= 0, 1.0, np.round(best_sim[members], 6))
-        frames.append(_finding_frame(df, pos, list(check[members]), score, list(decision[members]), gid, "", detail))
-    findings = pd.concat(frames, ignore_index=True) if frames else empty_findings()
-    counts["leakage_removed"] = int((check == "leakage").sum())
-    return findings, groups, counts
-
-
-def _combine(review: pd.DataFrame) -> pd.DataFrame:
+def _combine(review: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:
+    """The review table: the gate's rows, then each check's in its ``order``."""
     review = review.astype({"score": "float64", "suggested_score": "float64"})
     for c in REVIEW_COLUMNS:
         if c not in ("score", "suggested_score"):
             review[c] = review[c].fillna("").astype("string")
-    order = {"expectation": 0, "label_import": 1, "exact_duplicate": 2, "leakage": 3, "near_duplicate": 4,
-             "label_issue": 6}
-    review["_o"] = review["check"].map(lambda c: order.get(c, 5))
+    rank = {**order, **dict.fromkeys(GATE_CHECKS, -1)}
+    review["_o"] = review["check"].map(lambda c: rank.get(c, 1 << 30))
     review = review.sort_values(["_o", "check", "group_id", "score", ITEM_ID], kind="stable")
     return review.drop(columns="_o").reset_index(drop=True)[list(REVIEW_COLUMNS)]
 
@@ -252,12 +164,14 @@ def validate_dataset(
     image_spec: dict | None = None,
     report: GateReport | None = None,
     configured: dict | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> ValidationResult:
     """Run the gate and the cleaning checks. ``load_pixels(rows)`` returns the model pixels of
     those manifest rows (near duplicates and label issues need them; None skips both).
     ``image_spec``: ``{"height", "width", "channels"}`` of the pixels as stored (derived columns
     ``image_*``); ``configured``: the same keys as the params ask (the suite's ``$PARAMETER``s).
-    ``report`` is filled as the gate goes, so a caller can write it out when this raises."""
+    ``report`` is filled as the gate goes, so a caller can write it out when this raises.
+    ``tables``: other inputs the checks may read (``boxes``: ``data/labels/boxes.parquet``)."""
     report = report if report is not None else GateReport()
     df = join_tables(manifest, labels)
     dropped = dropped_by_label_policy(df, label_issues)
@@ -282,7 +196,9 @@ def validate_dataset(
 
     rejected = len(rejects)
     reject_fraction = rejected / (decoded + rejected) if decoded + rejected else 0.0
-    table_failures = [o for o in outcomes if o.level == "table" and not o.success]
+    # A row-level expectation that fails without naming rows (an aggregate GX cannot point at
+    # rows for) has nothing to quarantine: it fails the stage instead of passing unnoticed.
+    table_failures = [o for o in outcomes if not o.success and (o.level == "table" or not o.failing_rows)]
     table_failures += [o for o in class_outcomes if not o.success]
     if table_failures:
         parts, offending = [], []
@@ -305,41 +221,21 @@ def validate_dataset(
     review_parts = []
     if reasons:
         pos = np.array(sorted(reasons))
-        review_parts.append(_finding_frame(
+        review_parts.append(findings_frame(
             df, pos, ["label_import" if df[ITEM_ID].iloc[p] in label_quarantined else "expectation" for p in pos],
             np.nan, "quarantined", "", "", ["; ".join(reasons[p]) for p in pos]))
 
     # -- cleaning checks on what passed the gate -----------------------------------------------
     rest = df[~gate_bad].reset_index(drop=True)
     rest["label_index"] = rest["label_index"].astype("int64")
-    pixels = None
-    needs_pixels = cfg.near_duplicates.enabled or cfg.label_issues.enabled
-    if load_pixels is not None and needs_pixels and len(rest):
-        pixels = load_pixels(rest)
-    # BLAS and OpenMP split their sums by thread count, and the k-means features, the ridge fit and
-    # the LSH projections then differ in their last bits (on digits, 7 suspects at 2 threads, 8 at
-    # 1). A fixed count makes the findings the same whatever the core count and OMP_NUM_THREADS
-    # (Dask, for one, sets it to 1 in the process that starts a cluster).
-    with threadpool_limits(limits=CHECK_THREADS):
-        dup, groups, dup_counts = duplicate_findings(rest, pixels, cfg)
-        outl = outlier_findings(rest, cfg.outliers, POLICY_DECISION[cfg.outliers.on_outlier])
-        lab, oos_acc = empty_findings(), 0.0
-        if cfg.label_issues.enabled and pixels is not None and len(rest):
-            lab, oos_acc = label_issue_findings(rest, pixels, list(classes), cfg.label_issues,
-                                                POLICY_DECISION[cfg.label_issues.on_issue])
-    checks = pd.concat([f for f in (dup, outl, lab) if len(f)], ignore_index=True) if any(
-        len(f) for f in (dup, outl, lab)) else empty_findings()
-
-    # The strongest decision per image wins.
-    worst: dict[str, str] = {}
-    why: dict[str, list[str]] = {}
-    for item, chk, dec, det in checks[[ITEM_ID, "check", "decision", "detail"]].itertuples(index=False):
-        if DECISION_RANK[dec] > DECISION_RANK.get(worst.get(item, "kept"), 0):
-            worst[item] = dec
-        if dec == "quarantined":
-            why.setdefault(item, []).append(f"{chk.replace('_', ' ')}: {det}"[:300])
+    loader = None
+    if load_pixels is not None:
+        def loader(pos: np.ndarray) -> np.ndarray:
+            return load_pixels(rest.iloc[pos])
+    ctx = CheckContext(rows=rest, classes=list(classes), cfg=cfg, pixel_loader=loader, tables=dict(tables or {}))
+    found = run_checks(ctx)
+    checks, final, why, groups = found.findings, found.final, found.why, found.groups
     item_ids = rest[ITEM_ID].to_numpy()
-    final = np.array([worst.get(i, "kept") for i in item_ids], dtype=object)
     check_quarantined = final == "quarantined"
     removed = (final == "dropped") | check_quarantined
 
@@ -363,7 +259,8 @@ def validate_dataset(
     if leaks:  # a source-fixed split the groups could not reconcile; never expected
         raise ValidationFailed(f"{len(leaks)} duplicate groups straddle splits, e.g. {clean[ITEM_ID].iloc[leaks[0]]}")
 
-    review = _combine(pd.concat([*review_parts, checks], ignore_index=True) if review_parts else checks)
+    review = _combine(pd.concat([*review_parts, checks], ignore_index=True) if review_parts else checks,
+                      found.review_order)
     total = len(df)
     n_quarantined = int(gate_bad.sum() + check_quarantined.sum())
     fraction = n_quarantined / total if total else 0.0
@@ -379,10 +276,9 @@ def validate_dataset(
     split_counts = clean["split"].value_counts()
     per_check = checks.groupby(["check", "decision"]).size() if len(checks) else pd.Series(dtype=int)
 
-    def n_check(name: str, decisions=("flagged", "dropped", "quarantined")) -> int:
-        return int(sum(per_check.get((name, d), 0) for d in decisions))
-
-    outlier_checks = sorted(set(outl["check"])) if len(outl) else []
+    clash = sorted(set(found.counters) & {*STAGE_COUNTERS, *SPLITS})
+    if clash:
+        raise ValueError(f"a cleaning check's counter {clash} would overwrite the stage's own")
     quality = {
         "images_decoded": decoded,
         "images_rejected_by_preprocess": rejected,
@@ -394,11 +290,7 @@ def validate_dataset(
         "images_dropped_by_cleaning": int((final == "dropped").sum()),
         "images_flagged": int((final == "flagged").sum()),
         "expectations_failed": sum(not o.success for o in outcomes + class_outcomes),
-        "exact_duplicate_groups": dup_counts["exact_duplicate_groups"],
-        "near_duplicate_groups": dup_counts["near_duplicate_groups"],
-        "leakage_removed": dup_counts["leakage_removed"],
-        "outliers": int(len(set(outl[ITEM_ID]))) if len(outl) else 0,
-        "label_issues": n_check("label_issue"),
+        **found.counters,
         "train": int(split_counts.get("train", 0)),
         "val": int(split_counts.get("val", 0)),
         "test": int(split_counts.get("test", 0)),
@@ -416,8 +308,7 @@ def validate_dataset(
     detail = {
         "quarantine_by_reason": dict(sorted(by_reason.items())),
         "findings_by_check": {f"{k[0]}/{k[1]}": int(v) for k, v in sorted(per_check.items())},
-        "outlier_checks": {c: int((outl["check"] == c).sum()) for c in outlier_checks},
-        "label_model_oos_accuracy": round(oos_acc, 4),
+        **found.detail,
         "per_class": per_class,
         "splits": {s: int(split_counts.get(s, 0)) for s in SPLITS},
     }
@@ -437,8 +328,7 @@ def validate_dataset(
             f"{n_quarantined} of {total} images quarantined ({fraction:.1%}) exceeds "
             f"validate.max_quarantine_fraction={cfg.max_quarantine_fraction:.1%}; reasons: {top}"
         )
-    index = {}
-    if pixels is not None:
-        index = {item: i for i, item in enumerate(item_ids)}
+    pixels = ctx._pixels  # read if a check asked for them: the sheets show them
+    index = {item: i for i, item in enumerate(item_ids)} if pixels is not None else {}
     return ValidationResult(dataset=clean, quarantine=quarantine, review=review, quality=quality, detail=detail,
                             expectations=report.expectations, pixels=pixels, pixel_index=index)

@@ -3,10 +3,12 @@
 Each path is a :class:`Page` of one kind: ``image`` (200 with the body), ``status`` (an error
 status), ``html`` (a web page), ``slow`` (stalls before the status line), ``redirect`` (302 to
 ``location``), ``huge`` (announces and streams a body over any sane cap), ``endless`` (streams with
-no Content-Length until the client hangs up), ``reset`` (reads the request, then aborts the TCP
+no Content-Length until the client hangs up), ``trickle`` (sends its headers a byte at a time,
+``delay_s`` apart, for up to 8 s), ``reset`` (reads the request, then aborts the TCP
 connection with RST) and ``truncated`` (announces N bytes, sends half, closes).
 
-Every request is logged (``server.log``: the paths, in arrival order), so a test can prove which
+Every request is logged (``server.log``: the paths, in arrival order; ``agents``: the
+User-Agent headers seen), so a test can prove which
 URLs were fetched and how many times. ``python tests/download/crawl_server.py N [MS]`` serves N
 generated images (``/img/000000.png`` ...), each after MS milliseconds, in a separate process (for
 the benchmark) and prints its base URL.
@@ -21,7 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -33,6 +35,7 @@ class Page:
     content_type: str = ""  # "" = image/png for images, text/html for pages
     delay_s: float = 0.0
     location: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (X-Robots-Tag, ...)
 
 
 def png_bytes(seed: int, size: int = 8) -> bytes:
@@ -68,6 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         with self.server.lock:
             self.server.log.append(path)
+            self.server.agents.add(self.headers.get("User-Agent", ""))
             self.server.times.append(time.monotonic())
             self.server.inflight += 1
             self.server.max_inflight = max(self.server.max_inflight, self.server.inflight)
@@ -81,13 +85,25 @@ class _Handler(BaseHTTPRequestHandler):
         page = self.server.pages.get(path)
         if page is None:
             return self._send(404, b"not found\n", "text/plain")
-        if page.delay_s:
+        if page.delay_s and page.kind != "trickle":
             time.sleep(page.delay_s)
         kind = page.kind
         if kind in ("image", "slow"):
-            return self._send(200, page.body, page.content_type or "image/png")
+            return self._send(200, page.body, page.content_type or "image/png", page.headers)
         if kind == "status":
-            return self._send(page.status, f"status {page.status}\n".encode(), "text/plain")
+            return self._send(page.status, f"status {page.status}\n".encode(), "text/plain", page.headers)
+        if kind == "trickle":  # a status line, then headers that never end (each byte on time)
+            self.close_connection = True
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n" + b"X-Pad: " + b"a" * 10_000
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                for i in range(len(head)):
+                    if time.monotonic() - started > 8:
+                        break
+                    self.wfile.write(head[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(page.delay_s)
+            return None
         if kind == "html":
             return self._send(200, b"<!doctype html><html><body>not an image</body></html>\n",
                               page.content_type or "text/html; charset=utf-8")
@@ -129,9 +145,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         raise AssertionError(f"unknown page kind {kind!r}")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -154,6 +172,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__((host, 0), _Handler)
         self.pages: dict[str, Page] = {}
         self.log: list[str] = []
+        self.agents: set[str] = set()
         self.times: list[float] = []  # arrival time of each request (monotonic)
         self.inflight = self.max_inflight = 0  # requests being answered now, and the most at once
         self.lock = threading.Lock()
@@ -179,6 +198,11 @@ class CrawlServer:
     def log(self) -> list[str]:
         with self._server.lock:
             return list(self._server.log)
+
+    @property
+    def agents(self) -> set[str]:
+        with self._server.lock:
+            return set(self._server.agents)
 
     def hits(self) -> Counter:
         return Counter(self.log)

@@ -171,3 +171,14 @@ def test_copy_tree_refuses_escapes_and_special_files(tmp_path, make, match):
     make(src)
     with pytest.raises(UnsafeArchiveError, match=match):
         copy_tree(src, tmp_path / "dst", _budget())
+
+
+@pytest.mark.parametrize("build", [
+    lambda: tar_bytes([("cat/a.png", b"first"), ("dog/b.png", b"x"), ("cat/a.png", b"second")]),
+    lambda: zip_bytes([("cat/a.png", b"first"), ("dog/b.png", b"x"), ("cat/a.png", b"second")]),
+    lambda: tar_bytes([("cat/a.png", b"first"), ("dog/b.png", b"x"), ("cat/a.png", {"type": SYM, "linkname": "../dog/b.png"})]),
+])
+def test_two_members_with_one_name_are_refused_with_both_indices(tmp_path, build):
+    # Before: the last one silently replaced the first.
+    with pytest.raises(UnsafeArchiveError, match=r"member #3 'cat/a\.png' has the same path as member #1"):
+        _extract(tmp_path, build())

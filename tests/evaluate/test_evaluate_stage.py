@@ -17,7 +17,7 @@ from imgpipe.io import write_parquet
 
 N = 40
 OUTPUTS = ["metrics/eval.json", "metrics/eval/per_class.csv", "metrics/eval/predictions.csv",
-           "metrics/eval/reliability.csv", *(f"metrics/eval/plots/{f}" for f in sorted(plots.FILES.values()))]
+           "metrics/eval/reliability.csv", "metrics/eval/label_errors.csv", *(f"metrics/eval/plots/{f}" for f in sorted(plots.FILES.values()))]
 
 
 def _project(root, n: int = N, evaluate: dict | None = None):
@@ -47,7 +47,8 @@ def test_outputs_plots_and_determinism(tmp_path, monkeypatch, capsys):
     assert "evaluate: done in" in capsys.readouterr().err
     headline = json.loads((tmp_path / "metrics/eval.json").read_text())
     assert set(headline) == {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
-                             "recall_weighted", "f1_weighted", "ece", "test_images"}  # no top-5 for 3 classes
+                             "recall_weighted", "f1_weighted", "ece", "test_images",
+                             "suspected_label_errors"}  # no top-5 for 3 classes
     assert headline["test_images"] == N
     per_class = pd.read_csv(tmp_path / "metrics/eval/per_class.csv")
     assert per_class.columns.tolist() == ["class", "precision", "recall", "f1", "support"]

@@ -16,7 +16,7 @@ from imgpipe.labels.importer import (
     read_label_studio_json,
     read_label_studio_json_min,
 )
-from imgpipe.labels.votes import VOTE_COLUMNS
+from imgpipe.labeltable import VOTE_COLUMNS
 
 # A small ImageFolder-style source: split folders, class folders, unique file names.
 TRUTH = {

@@ -152,3 +152,47 @@ def test_non_choices_project_is_refused(raw, tmp_path, cfg, ls):
     path.write_text(json.dumps([task]))
     with pytest.raises(LabelError, match=r"boxes\.json: not a Choices \(classification\) project"):
         import_labels(raw, tmp_path / "out", cfg(path=str(path)))
+
+
+def test_labelstudio_does_not_import_from_labels():
+    # The import graph runs one way: labels (the stage) uses labelstudio, never the reverse.
+    import ast
+    from pathlib import Path
+
+    import imgpipe.labelstudio as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("imgpipe.labels"), f"{path.name} imports {node.module}"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("imgpipe.labels") for a in node.names), path.name
+
+
+def test_broken_json_choice_in_a_csv_export_is_one_line_naming_file_and_line(tmp_path):
+    # Before: the broken cell became a class named '["cat", "dog"' without a word.
+    from imgpipe.labelstudio.read import read_label_studio_csv
+
+    path = tmp_path / "export.csv"
+    path.write_text('image,choice,id,annotator,annotation_id\n'
+                    'a.png,cat,1,1,11\n'
+                    'b.png,"[""cat"", ""dog""",2,1,12\n'
+                    'c.png,[unsure],3,1,13\n')
+    with pytest.raises(LabelError, match=r"export\.csv: task 2, annotation 12: the choice is broken JSON"):
+        read_label_studio_csv(path)
+    path.write_text('image,choice,id,annotator,annotation_id\na.png,[unsure],1,1,11\n')
+    assert read_label_studio_csv(path)["label"].tolist() == ["[unsure]"]  # a name with a bracket stays a name
+
+
+@pytest.mark.parametrize("annotations,match", [
+    (["not an annotation"], r"task #2: annotations #1 is a str"),
+    ([{"id": 5, "result": ["choices"]}], r"task #2: annotations #1: 'result' must be a list of objects"),
+])
+def test_malformed_annotation_in_a_json_export_is_refused_not_skipped(tmp_path, ls, annotations, match):
+    # Before: a non-object annotation or result was skipped, so the image silently lost a vote.
+    tasks = [ls.task(1, "a.png", [ls.annotation(11, 1, ["cat"], task=1)]),
+             {"id": 2, "data": {"image": "b.png"}, "annotations": annotations}]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks))
+    with pytest.raises(LabelError, match=rf"export\.json: {match}"):
+        read_label_studio_json(path)

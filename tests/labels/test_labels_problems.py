@@ -9,7 +9,7 @@ import pytest
 
 from imgpipe.errors import LabelError
 from imgpipe.labels.importer import ItemMatcher, import_labels, match_votes, resolve_votes
-from imgpipe.labels.votes import vote, votes_frame
+from imgpipe.labeltable import vote, votes_frame
 from imgpipe.params.labels import LabelsParams
 
 IMAGES = ["images/a/x.png", "images/b/x.png", *(f"images/p{i}.png" for i in range(1, 7))]

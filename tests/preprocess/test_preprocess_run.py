@@ -207,7 +207,9 @@ def test_stage_main_fails_with_one_line_on_no_images(tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit) as info:
         stage.main()
     assert info.value.code == 1
-    assert "preprocess failed: no decodable images in data/raw" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("preprocess failed: no decodable images in data/raw"), err
 
 
 def test_stage_path_never_imports_torch(tmp_path):

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from imgpipe.card import CARD_JSON, CARD_MD, build_card, content_hash, render_markdown
+from imgpipe.card import CARD_JSON, CARD_MD, build_card, content_hash, dataset_name, render_markdown
 from imgpipe.errors import PipelineError
 from imgpipe.io import write_json, write_parquet
 
@@ -78,6 +78,20 @@ def test_quality_metrics_and_check_results_are_carried_generically():
     assert SOURCE["final_url"] in md and c["content_hash"] in md
 
 
+@pytest.mark.parametrize(("source", "name"), [
+    ("digits", "digits"), ("cifar10", "cifar10"), ("https://example.invalid/a/pets.tar.gz", "pets"),
+    ("s3://bucket/photos/", "photos"), ("../shared/data/cifar10-dev.tar.gz", "cifar10-dev"),
+    ("urls:lists/crawl.csv.gz", "crawl"), ("", "dataset")])
+def test_the_card_is_named_after_its_source(source, name):
+    assert dataset_name({"source": source}) == name
+
+
+def test_a_check_that_was_off_is_not_listed_as_zero():
+    # validate leaves an off check's counter out of data_quality.json; the card lists what is there.
+    text = render_markdown(card(quality={"images_valid": 12, "exact_duplicate_groups": 0}))
+    assert "| exact_duplicate_groups | 0 |" in text and "near_duplicate_groups" not in text
+
+
 def test_a_dataset_without_the_identity_columns_is_one_clear_error():
     with pytest.raises(PipelineError, match=r"dataset.parquet: missing column\(s\) pixel_sha256.*dvc repro -f validate"):
         card(dataset().drop(columns=["pixel_sha256"]))
@@ -103,7 +117,7 @@ def test_the_stage_writes_the_same_bytes_twice(tmp_path, monkeypatch):
     stage.main()
     assert {name: (tmp_path / "data/card" / name).read_bytes() for name in (CARD_JSON, CARD_MD)} == first
     assert json.loads(first[CARD_JSON])["images"] == 12
-    assert first[CARD_MD].startswith(b"# Dataset card: dataset")
+    assert first[CARD_MD].startswith(b"# Dataset card: pets\n")  # the source's name, not "dataset"
 
 
 def test_the_stage_names_a_corrupt_input(tmp_path, monkeypatch, capsys):

@@ -120,3 +120,24 @@ def test_a_stage_run_out_of_order_names_the_missing_input(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "augment failed: missing input data/labels/classes.json (run `dvc repro augment` to build what it needs)"
     ]
+
+
+def test_an_unknown_key_says_it_is_no_param_of_the_stage_and_names_close_matches(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lrr: 0.1\n  foo: 1\n")
+    with pytest.raises(PipelineError) as caught:
+        load("train", TrainParams, path)
+    assert str(caught.value) == (
+        f"{path}: invalid parameters: "
+        "unknown key train.lrr: not a param of the train stage (a typo? did you mean train.lr?); "
+        "unknown key train.foo: not a param of the train stage (a typo?)")
+
+
+def test_an_unknown_nested_key_names_the_sub_section_s_close_matches(tmp_path):
+    from imgpipe.params.validate import ValidateParams
+
+    path = tmp_path / "params.yaml"
+    path.write_text("validate:\n  near_duplicates:\n    treshold: 3\n")
+    with pytest.raises(PipelineError, match=r"unknown key validate\.near_duplicates\.treshold: not a param of the "
+                                            r"validate stage \(a typo\? did you mean validate\.near_duplicates\.threshold\?\)"):
+        load("validate", ValidateParams, path)

@@ -12,9 +12,9 @@ from imgpipe.params.validate import LabelIssueParams, OutlierParams
 from imgpipe.preprocess.features import compute
 from imgpipe.validate.duplicates import (
     brute_force_pairs,
+    component_groups,
     exact_groups,
     near_duplicate_pairs,
-    union_find_groups,
 )
 from imgpipe.validate.label_issues import label_issue_findings
 from imgpipe.validate.outliers import outlier_findings
@@ -59,8 +59,44 @@ def test_near_duplicates_no_false_alarm_on_a_clean_set(planted):
     assert near_duplicate_pairs(base, 0.98).empty
 
 
+def _flat_images(n: int, seed: int) -> np.ndarray:
+    """Flat after the resize: a grey circle one level off a grey ground, a constant, a near-constant."""
+    yy, xx = np.mgrid[:32, :32]
+    circle = (yy - 16) ** 2 + (xx - 16) ** 2 < 100
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, 32, 32, 3), np.uint8)
+    for k in range(n):
+        grey = 100 + 10 * k
+        out[k] = grey
+        if k % 3 == 0:
+            out[k][circle] = grey + 1
+        elif k % 3 == 1:
+            out[k] += rng.integers(0, 2, (32, 32, 3), dtype=np.uint8)
+    return out
+
+
+def test_flat_images_neither_crash_nor_change_the_near_duplicates():
+    """600 photographs, 8 of them flat: the sorted LSH keys used to be overwritten in place for the
+    flat ones, unsorted, and searchsorted then crashed ("repeats may not contain negative values")."""
+    base = smooth_images(600, seed=0)
+    copies = np.stack([shifted(base[3], 1, 1), shifted(base[10], -1, 0)])
+    photos = np.concatenate([base, copies])
+    mixed = photos.copy()
+    at = np.sort(np.random.default_rng(0).choice(600, 8, replace=False))
+    at = at[~np.isin(at, [3, 10])]
+    mixed[at] = _flat_images(len(at), seed=1)
+    got = near_duplicate_pairs(mixed, 0.98)
+    assert _pairs(got) == {(3, 600), (10, 601)}
+    assert _pairs(brute_force_pairs(mixed, 0.98)) == _pairs(got)
+    # Flat images take no part: the pairs of the others are what they are without them.
+    keep = np.setdiff1d(np.arange(len(photos)), at)
+    alone = near_duplicate_pairs(photos[keep], 0.98)
+    assert [(keep[a], keep[b], s) for a, b, s in alone.itertuples(index=False)] == list(got.itertuples(index=False))
+    assert near_duplicate_pairs(_flat_images(6, seed=2), 0.98).empty  # nothing but flat images
+
+
 def test_groups_are_transitive():
-    groups = union_find_groups(6, np.array([0, 1, 4]), np.array([1, 3, 5]))
+    groups = component_groups(6, np.array([0, 1, 4]), np.array([1, 3, 5]))
     assert groups.tolist() == [0, 0, -1, 0, 4, 4]
 
 
@@ -75,13 +111,16 @@ def test_outliers_find_exactly_the_planted_faults():
     images[7] = (240 + base[7] // 17).astype(np.uint8)  # overexposed
     images[11] = (128 + np.random.default_rng(0).integers(0, 3, base[11].shape)).astype(np.uint8)  # near-constant
     images[19] = blurred(base[19])  # blurry
+    images[30] = 128  # constant
+    images[31] = _flat_images(1, seed=0)[0]  # a grey circle one level off its grey ground
     df = _manifest(images)
     df.loc[25, "orig_width"] = 200  # odd aspect (200 x 32)
     found = outlier_findings(df, OutlierParams(), "flagged")
     assert list(found.columns) == list(REVIEW_COLUMNS)
     got = {(r.item_id, r.check) for r in found.itertuples()}
     assert got == {("img/003.png", "dark"), ("img/007.png", "overexposed"), ("img/011.png", "near_constant"),
-                   ("img/019.png", "blurry"), ("img/025.png", "odd_aspect")}
+                   ("img/019.png", "blurry"), ("img/025.png", "odd_aspect"), ("img/030.png", "near_constant"),
+                   ("img/031.png", "near_constant")}
     assert outlier_findings(_manifest(base), OutlierParams(), "flagged").empty
 
 
@@ -104,3 +143,18 @@ def test_label_issues_find_the_swapped_labels():
     clean_df = df.assign(label_index=y)
     clean, _ = label_issue_findings(clean_df, images, classes, cfg, "flagged")
     assert clean.empty
+
+
+def test_label_issues_with_flat_images_still_find_the_swapped_labels():
+    images, y = class_images(50, 3, size=32)
+    flat = _flat_images(6, seed=4)
+    images = np.concatenate([images, flat, flat[:1]])  # one flat image twice (identical pixels)
+    y = np.concatenate([y, [0, 1, 2, 0, 1, 2, 0]])
+    noisy = y.copy()
+    swapped = np.array([7, 77, 140])
+    noisy[swapped] = (y[swapped] + 1) % 3
+    df = pd.DataFrame({"item_id": [f"i{i:03d}" for i in range(len(y))], "source_path": "", "label_index": noisy})
+    found, accuracy = label_issue_findings(df, images, ["a", "b", "c"], LabelIssueParams(max_flag_fraction=0.06),
+                                           "flagged")
+    assert accuracy > 0.85 and np.isfinite(found["score"]).all() and np.isfinite(found["suggested_score"]).all()
+    assert set(found["item_id"]) >= {f"i{i:03d}" for i in swapped}

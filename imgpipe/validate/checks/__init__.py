@@ -8,7 +8,12 @@ imports below are the list of checks (plain imports, so the dvc.yaml deps test s
 from __future__ import annotations
 
 # -- one import per check module (each registers its checks) ---------------------------------------
-from imgpipe.validate.checks import faces  # noqa: E402,F401  (privacy: faces found at download)
+import imgpipe.validate.checks.boxes  # noqa: F401  box_* checks (labels.task detection)
+import imgpipe.validate.checks.duplicates  # noqa: F401
+import imgpipe.validate.checks.faces  # noqa: F401  face review rows (privacy: faces found at download)
+import imgpipe.validate.checks.label_issues  # noqa: F401
+import imgpipe.validate.checks.ood  # noqa: F401  images that belong to no class
+import imgpipe.validate.checks.outliers  # noqa: F401
 from imgpipe.validate.checks.base import REGISTRY, Check, CheckContext, CheckResult, register
 
 

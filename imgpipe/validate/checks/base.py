@@ -1,17 +1,17 @@
 """The interface every cleaning check implements, and the registry the validate loop reads.
 
-A check is a class with a ``name`` (its key in the registry and in ``validate.checks_order``
-logs), the ``section`` of ``params.yaml`` it reads (``validate.<section>``), the review
-``check`` values it writes, and one method, :meth:`Check.run`, from the dataset to review rows
-and counters. The validate stage (:mod:`imgpipe.validate.validation`) runs every registered
-check that is enabled, in ``order``, under a fixed BLAS thread count, and combines their
-results: the strongest decision per image wins, counters go to ``metrics/data_quality.json``,
-and ``same_split`` pairs keep images together when the splits are drawn.
+A check is a class with a ``name`` (its key in the registry and in ``quality_detail.json``), the
+``section`` of ``params.yaml`` it reads (``validate.<section>``), the review ``check`` values it
+writes, and one method, :meth:`Check.run`, from the dataset to review rows and counters. The
+validate stage (:mod:`imgpipe.validate.validation`) runs every registered check that is enabled,
+in ``order``, under a fixed BLAS thread count, and combines their results
+(:mod:`imgpipe.validate.checks.loop`): the strongest decision per image wins, counters go to
+``metrics/data_quality.json``, and ``same_split`` pairs keep images together when the splits are
+drawn.
 
-Adding a check touches one new module (a subclass with ``@register``), one line in
-:data:`imgpipe.validate.checks.CHECK_MODULES`, its params model in
-:mod:`imgpipe.params.validate`, and its section in ``params.yaml`` -- the same shape as
-cleanlab's Datalab issue managers.
+Adding a check touches one new module (a subclass with ``@register``), one import line in
+:mod:`imgpipe.validate.checks`, its params model in :mod:`imgpipe.params.validate`, and its
+section in ``params.yaml`` -- the same shape as cleanlab's Datalab issue managers.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ class CheckResult:
     ``findings``: :data:`imgpipe.contracts.REVIEW_COLUMNS` rows (use :func:`findings_frame`);
     ``decision`` is ``kept``/``flagged``/``dropped``/``quarantined``. ``counters``: the lean
     figures for ``metrics/data_quality.json`` (ints or floats, keys unique across checks).
-    ``detail``: anything larger, written to ``quality_detail.json`` under the check's name.
+    ``detail``: anything larger, written to ``quality_detail.json`` under the check's name (or
+    merged at its top level when the check sets ``detail_key = ""``; the built-in checks do, to
+    keep the file as it was).
     ``same_split``: two arrays of row positions, pairs that must land in the same split
     (duplicate groups); the loop joins them into connected components.
     """
@@ -94,7 +96,8 @@ class Check:
     section: ClassVar[str]  # params: validate.<section>
     writes: ClassVar[tuple[str, ...]]  # review ``check`` values this check writes
     order: ClassVar[int] = 50  # position among the checks and in the review table
-    needs_pixels: ClassVar[bool] = False
+    needs_pixels: ClassVar[bool] = False  # True: skipped when no pixels can be read
+    detail_key: ClassVar[str | None] = None  # quality_detail.json key of ``detail``: None = ``name``, "" = top level
 
     def params(self, cfg: Any) -> Any:
         return getattr(cfg, self.section)
@@ -102,6 +105,11 @@ class Check:
     def enabled(self, cfg: Any) -> bool:
         """Off when its params say ``enabled: false`` (checks without that key always run)."""
         return bool(getattr(self.params(cfg), "enabled", True))
+
+    def applies(self, ctx: CheckContext) -> bool:
+        """Whether this dataset has what the check looks at (box checks: boxes). A check that does
+        not apply is skipped like one that is off: no findings, no counters."""
+        return True
 
     def run(self, ctx: CheckContext) -> CheckResult:  # pragma: no cover - interface
         raise NotImplementedError
