@@ -23,3 +23,4 @@ def test_face_rows_flag_each_image_with_its_boxes(tmp_path):
     assert result.counters == {"face_images_flagged": 1}
     none = FacesCheck().run(CheckContext(rows=rows, classes=[], cfg=None, tables={}))
     assert none.findings.empty and load_faces_table(tmp_path / "nothing") is None
+    assert FacesCheck().applies(ctx) and not FacesCheck().applies(CheckContext(rows=rows, classes=[], cfg=None))

@@ -46,6 +46,11 @@ class FacesCheck(Check):
     def enabled(self, cfg) -> bool:
         return True
 
+    def applies(self, ctx: CheckContext) -> bool:
+        """Only when the download stage found faces: otherwise skipped, no findings, no counters."""
+        faces = ctx.tables.get("faces")
+        return faces is not None and not faces.empty
+
     def run(self, ctx: CheckContext) -> CheckResult:
         faces = ctx.tables.get("faces")
         if faces is None or faces.empty:
