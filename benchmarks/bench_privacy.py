@@ -9,8 +9,9 @@ no EXIF) and on generated JPEGs with full personal EXIF (GPS, serial, artist, th
 IPTC), against a Pillow baseline in the same run (scan: ``Image.open().getexif()``; strip: a
 Pillow re-save without metadata, which also re-encodes the pixels).
 faces: on ../shared/data/faces-dev.tar.gz (300 photographs of people: every image holds a face,
-so recall = share of images with a detection) and on the same number of CIFAR-10 JPEGs without
-people (false positives = share with a detection); see docs/privacy.md.
+so recall = share of images with a detection) and on the 200 raccoon photographs of
+../shared/data/raccoon-voc.tar.gz (no people: false positives = images with a detection); see
+docs/privacy.md.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def bench_faces(limit: int | None) -> None:
     from imgpipe.privacy.faces import DETECTORS, detect_faces
 
     faces = _members(SHARED / "faces-dev.tar.gz", limit)
-    # Negatives at photograph size: the raccoon photographs (no people in the 200 we checked by eye
-    # is not claimed: a detection there is counted as a false positive, so this is an upper bound).
+    # Negatives at photograph size (CIFAR's 32x32 images are below faces.MIN_SIDE and never searched);
+    # every detection on a raccoon photograph counts as a false positive.
     others = _members(SHARED / "raccoon-voc.tar.gz", len(faces))
 
     def arrays(items):
