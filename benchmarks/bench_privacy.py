@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "privacy"))
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/data")
+# ../shared/data beside the project (docs/benchmarks.md); a worktree sits one level deeper.
+SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[1:4]
+               if (p / "shared" / "data").exists()), Path("../shared/data"))
 
 
 def _members(archive: Path, limit: int | None, suffixes=(".jpg", ".jpeg", ".png")) -> list[tuple[str, bytes]]:
