@@ -89,7 +89,7 @@ def _reasons(quarantine) -> dict[str, int]:
 
 
 def build_card(*, dataset, quarantine, classes: list[str], source: dict, quality: dict,
-               expectations: dict | None, name: str = "dataset") -> dict[str, Any]:
+               expectations: dict | None, name: str = "dataset", privacy: dict | None = None) -> dict[str, Any]:
     """The card as a JSON-ready dict."""
     missing = [col for col in (c.ITEM_ID, PIXEL_SHA256, c.LABEL, c.SPLIT) if col not in dataset.columns]
     if missing:
@@ -120,6 +120,7 @@ def build_card(*, dataset, quarantine, classes: list[str], source: dict, quality
         },
         "quality": quality,
         **_crawl_provenance(source),
+        **({"privacy": privacy} if privacy is not None else {}),  # imgpipe.privacy.card_section
     }
 
 
@@ -198,4 +199,8 @@ def render_markdown(card: dict) -> str:
     lines += ["Data-quality metrics (`metrics/data_quality.json`):", "", "| metric | value |", "|---|---|"]
     lines += [f"| {key} | {_cell(value)} |" for key, value in _flatten(card["quality"])]
     lines.append("")
+    if "privacy" in card:
+        from imgpipe.privacy.card_section import render_privacy
+
+        lines += render_privacy(card["privacy"])
     return "\n".join(lines)

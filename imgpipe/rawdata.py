@@ -16,6 +16,7 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,8 @@ CRAWL_FAILURES = "crawl/failures.parquet"
 
 ARRAY_COUNTS = "array_counts"  # source.json extra: images per array file, so listing loads none
 PACK_MAX_BYTES = 1 << 30  # bounded packs: a changed image re-uploads at most one of them
+# Set by imgpipe.privacy.raw.protecting during a download: (raw_dir, members, read) -> (members, read).
+PACK_FILTER: ContextVar = ContextVar("imgpipe_pack_filter", default=None)
 
 Layout = Literal["files", "cifar10", "cifar100", "idx"]
 LAYOUTS = ("files", "cifar10", "cifar100", "idx")
@@ -253,6 +256,9 @@ def write_packs(raw_dir: Path, members: list[tuple[str, int]], read, max_pack_by
     ``i``'s bytes. Headers are fixed (no timestamps or owners), so the same members give the same
     bytes; the packs are what ``tarfile`` writes in PAX format, and ``tar tf`` lists them.
     """
+    hook = PACK_FILTER.get()
+    if hook is not None:  # the privacy layer: take-downs and metadata strip before any byte is packed
+        members, read = hook(raw_dir, members, read)
     (raw_dir / PACK_DIR).mkdir(exist_ok=True)
     rows: dict[str, list] = {"item_id": [], "pack": [], "offset": [], "size": []}
     groups = _bounded_groups([size for _item, size in members], max_pack_bytes)

@@ -9,6 +9,7 @@ def card() -> dict:
     from imgpipe import contracts as c
     from imgpipe.card import CARD_JSON, CARD_MD, build_card, dataset_name, render_markdown
     from imgpipe.io import atomic_dir, dumps_json
+    from imgpipe.privacy.card_section import read_privacy_section
 
     paths = load("paths", PathsParams)
     source = c.read_json_output(paths.raw / c.SOURCE_FILE, "download")
@@ -20,6 +21,7 @@ def card() -> dict:
         quality=c.read_json_output(c.DATA_QUALITY_METRICS, "validate"),
         expectations=c.read_json_output(paths.validated / c.EXPECTATIONS_FILE, "validate"),
         name=dataset_name(source),
+        privacy=read_privacy_section(paths.raw, paths.labels, paths.preprocessed),
     )
     with atomic_dir(paths.card) as tmp:
         from imgpipe.boxcard import box_section  # detection labels: box figures

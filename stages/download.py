@@ -3,6 +3,7 @@
 from imgpipe.params.base import load
 from imgpipe.params.download import DownloadParams
 from imgpipe.params.paths import PathsParams
+from imgpipe.params.privacy import PrivacyParams
 from imgpipe.stage import run_stage
 
 
@@ -14,7 +15,7 @@ def download() -> dict:
     paths = load("paths", PathsParams)
     cfg = load("download", DownloadParams)
     with commit_outputs(paths.raw):
-        info = acquire(cfg, paths.raw)
+        info = acquire(cfg, paths.raw, privacy=load("privacy", PrivacyParams))
     summary = {"source": info.source, "kind": info.kind, "layout": info.layout}
     if info.final_url:
         summary["url"] = info.final_url

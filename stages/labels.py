@@ -3,6 +3,7 @@
 from imgpipe.params.base import load
 from imgpipe.params.labels import LabelsParams
 from imgpipe.params.paths import PathsParams
+from imgpipe.params.privacy import PrivacyParams
 from imgpipe.stage import run_stage
 
 
@@ -22,7 +23,7 @@ def labels() -> dict:
 
         download_cfg = load("download", DownloadParams)
     with commit_outputs(paths.labels, LABELS_METRICS):
-        summary = import_labels(paths.raw, paths.labels, cfg, download_cfg)
+        summary = import_labels(paths.raw, paths.labels, cfg, download_cfg, load("privacy", PrivacyParams))
         write_json(LABELS_METRICS, dvc_metrics(summary.pop("metrics")))
     return summary
 

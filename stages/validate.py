@@ -34,6 +34,10 @@ def validate() -> dict:
     tables = {}
     if (paths.labels / BOXES_FILE).exists():
         tables["boxes"] = c.read_table(paths.labels / BOXES_FILE, "labels")
+    from imgpipe.validate.checks.faces import load_faces_table  # privacy: faces found at download
+
+    if (faces := load_faces_table(paths.raw)) is not None:
+        tables["faces"] = faces
 
     def load_pixels(rows):
         return gather(paths.preprocessed, rows[c.SHARD].to_numpy(), rows[c.SHARD_OFFSET].to_numpy())

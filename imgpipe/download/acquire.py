@@ -26,6 +26,8 @@ from imgpipe.download.official import OFFICIAL_DATASETS, OfficialDataset, Offici
 from imgpipe.errors import SourceError
 from imgpipe.io import atomic_dir, write_json
 from imgpipe.params.download import DownloadParams
+from imgpipe.params.privacy import PrivacyParams
+from imgpipe.privacy.raw import protecting
 from imgpipe.rawdata import FILES_DIR, SOURCE_FILE, SourceInfo, pack_images
 
 BUILTIN_SOURCES = ("digits",)
@@ -35,7 +37,7 @@ __all__ = ["BUILTIN_SOURCES", "OFFICIAL_DATASETS", "FetchResult", "OfficialDatas
 
 
 def acquire(cfg: DownloadParams, out_dir: Path, *, datasets: Mapping[str, OfficialDataset] | None = None,
-            backoff_s: float = BACKOFF_S) -> SourceInfo:
+            backoff_s: float = BACKOFF_S, privacy: PrivacyParams | None = None) -> SourceInfo:
     """Fetch ``cfg.source`` into ``out_dir`` atomically and return its provenance.
 
     ``datasets`` replaces the official registry (tests and offline mirrors point it at other
@@ -46,15 +48,15 @@ def acquire(cfg: DownloadParams, out_dir: Path, *, datasets: Mapping[str, Offici
         raise SourceError("download.source is empty")
     registry = OFFICIAL_DATASETS if datasets is None else datasets
     try:
-        return _acquire(source, cfg, Path(out_dir), registry, backoff_s)
+        return _acquire(source, cfg, Path(out_dir), registry, backoff_s, privacy)
     except OSError as exc:  # disk full, permissions, ...: still one line naming the source
         where = f" ({exc.filename})" if exc.filename else ""
         raise SourceError(f"{redact(source)}: {exc.strerror or exc}{where}") from None
 
 
 def _acquire(source: str, cfg: DownloadParams, out_dir: Path, registry: Mapping[str, OfficialDataset],
-             backoff_s: float) -> SourceInfo:
-    with atomic_dir(out_dir) as tmp:
+             backoff_s: float, privacy: PrivacyParams | None = None) -> SourceInfo:
+    with atomic_dir(out_dir) as tmp, protecting(privacy) as guard:  # take-downs, metadata: before packing
         if source == "digits":
             facts = write_digits(tmp / FILES_DIR)
             info = SourceInfo(
@@ -87,5 +89,7 @@ def _acquire(source: str, cfg: DownloadParams, out_dir: Path, registry: Mapping[
         if info.layout == "files" and "packed" not in info.extra:
             packed = pack_images(tmp, info.label_file)
             info = replace(info, extra={**info.extra, "packed": packed})
+        if guard is not None:
+            info = guard.record(tmp, info)
         write_json(tmp / SOURCE_FILE, info.to_json())
     return info

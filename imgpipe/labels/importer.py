@@ -57,6 +57,8 @@ from imgpipe.labelstudio.read import (
 )
 from imgpipe.params.download import DownloadParams
 from imgpipe.params.labels import LabelsParams
+from imgpipe.params.privacy import PrivacyParams
+from imgpipe.privacy.pseudonyms import apply_to_votes
 from imgpipe.rawdata import CIFAR10_DIR, CIFAR100_DIR, FILES_DIR, RawItem, SourceInfo, list_items
 
 __all__ = [
@@ -177,7 +179,8 @@ def _annotators_text(report: dict) -> str:
             f"votes, Fleiss' kappa {kappa_text} ({report['vote']} vote){lowest}; see {ANNOTATORS_FILE}")
 
 
-def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg: DownloadParams | None = None) -> dict:
+def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg: DownloadParams | None = None,
+                  privacy_cfg: PrivacyParams | None = None) -> dict:
     """Import the labels of ``raw_dir`` into ``out_dir``; return the stage summary.
 
     The summary's ``metrics`` entry is the content of ``metrics/labels.json``: counts per problem
@@ -195,6 +198,7 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         log.info("labels: reading %s as %s%s", source.name, source.format, " (detected)" if source.auto else "")
         items = list_items(raw_dir, info)
         votes = read_votes(source, raw_dir, info, items, cfg)
+    votes, pseudonymised = apply_to_votes(votes, privacy_cfg)  # before anything is written or logged
     item_ids = [item.item_id for item in items]
     files_dir = raw_dir / FILES_DIR
     source_classes = _source_classes(source, info, cfg, files_dir, votes)
@@ -212,7 +216,7 @@ def import_labels(raw_dir: Path, out_dir: Path, cfg: LabelsParams, download_cfg:
         write_parquet(result.labels, tmp / LABELS_FILE)
         write_json(tmp / CLASSES_FILE, {"classes": classes})
         write_parquet(result.issues, tmp / LABEL_ISSUES_FILE)
-        write_json(tmp / ANNOTATORS_FILE, result.annotators)
+        write_json(tmp / ANNOTATORS_FILE, {**result.annotators, "pseudonymised": pseudonymised})
         write_parquet(empty_table(), tmp / BOXES_FILE)  # no boxes
         write_parquet(empty_table()[list(CROP_COLUMNS)], tmp / CROPS_FILE)  # preprocess depends on it
 

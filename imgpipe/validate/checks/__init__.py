@@ -10,6 +10,7 @@ from __future__ import annotations
 # -- one import per check module (each registers its checks) ---------------------------------------
 import imgpipe.validate.checks.boxes  # noqa: F401  box_* checks (labels.task detection)
 import imgpipe.validate.checks.duplicates  # noqa: F401
+import imgpipe.validate.checks.faces  # noqa: F401  face review rows (privacy: faces found at download)
 import imgpipe.validate.checks.label_issues  # noqa: F401
 import imgpipe.validate.checks.ood  # noqa: F401  images that belong to no class
 import imgpipe.validate.checks.outliers  # noqa: F401

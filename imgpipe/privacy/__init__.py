@@ -1,0 +1,1 @@
+"""Privacy and provenance: pseudonymous annotators, metadata scan and strip, take-downs, faces."""
