@@ -34,7 +34,7 @@ from _project import PROJECT, bench_env, copy_project, set_params
 
 SHARED = PROJECT.parent.parent / "shared" / "data"
 if not SHARED.exists():
-    SHARED = Path("/work/shared/data")
+    SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:

@@ -35,7 +35,11 @@ def is_hf_parquet(source: str) -> bool:
     """``hf:`` sources, and local parquet files (or folders of them) holding an image column."""
     if source.startswith(PREFIX):
         return True
-    if source_kind(source) != "path":
+    try:
+        kind = source_kind(source)
+    except SourceError:  # another prefix (urls:) or scheme: not ours; its own reader says what is wrong
+        return False
+    if kind != "path":
         return False
     path = local_path(source)
     if path.is_dir():
