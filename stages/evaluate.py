@@ -10,10 +10,16 @@ from imgpipe.stage import run_stage
 
 def evaluate(params_path: Path = PARAMS_FILE) -> dict:
     """Score the trained model on the test split; return the stage's summary."""
+    from imgpipe import contracts as c
     from imgpipe.evaluate.evaluation import evaluate_model
+    from imgpipe.io import commit_outputs
 
     paths = load("paths", PathsParams, params_path)
-    return evaluate_model(paths.model, paths.augmented, load("evaluate", EvaluateParams, params_path))
+    cfg = load("evaluate", EvaluateParams, params_path)
+    # The headline, its tables and its figures land together, from the same run, or none changes.
+    with commit_outputs(c.EVAL_METRICS, c.PER_CLASS_METRICS, c.PREDICTIONS_FILE, c.RELIABILITY_FILE,
+                        c.LABEL_ERRORS_FILE, c.EVAL_PLOTS_DIR):
+        return evaluate_model(paths.model, paths.augmented, cfg)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ def validate() -> dict:
 
     from imgpipe import contracts as c
     from imgpipe.errors import ValidationFailed
-    from imgpipe.io import atomic_dir, write_json, write_parquet
+    from imgpipe.io import atomic_dir, commit_outputs, write_json, write_parquet
     from imgpipe.preprocess.shards import gather, open_shard
     from imgpipe.validate.sheets import draw_sheets, write_report
     from imgpipe.validate.suite import load_suite
@@ -66,19 +66,21 @@ def validate() -> dict:
         raise ValidationFailed(f"{exc} (report and offending rows: {failed_dir}/report.html, "
                                f"{failed_dir}/offending.csv)") from None
     shutil.rmtree(failed_dir, ignore_errors=True)
-    with atomic_dir(paths.validated) as tmp:
-        write_parquet(result.dataset, tmp / c.DATASET_FILE)
-        write_parquet(result.quarantine, tmp / c.QUARANTINE_FILE)
-        write_parquet(result.review, tmp / c.REVIEW_FILE)
-        write_json(tmp / c.EXPECTATIONS_FILE, {"suite": str(paths.suite), "results": result.expectations})
-        write_json(tmp / c.QUALITY_DETAIL_FILE, result.detail)
-    label_of = dict(zip(manifest[c.ITEM_ID], manifest[c.ITEM_ID].map(
-        dict(zip(labels[c.ITEM_ID], labels[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
-    with atomic_dir(c.VALIDATE_REPORT_DIR) as tmp:
-        sheets = draw_sheets(result.review, result.pixels, result.pixel_index, label_of, tmp / "sheets")
-        write_report(tmp / "report.html", "validate: data quality report", result.quality,
-                     result.expectations, result.review, sheets)
-    write_json(c.DATA_QUALITY_METRICS, result.quality)
+    # The dataset, the report and the metrics land together, or none of them changes.
+    with commit_outputs(paths.validated, c.VALIDATE_REPORT_DIR, c.DATA_QUALITY_METRICS):
+        with atomic_dir(paths.validated) as tmp:
+            write_parquet(result.dataset, tmp / c.DATASET_FILE)
+            write_parquet(result.quarantine, tmp / c.QUARANTINE_FILE)
+            write_parquet(result.review, tmp / c.REVIEW_FILE)
+            write_json(tmp / c.EXPECTATIONS_FILE, {"suite": str(paths.suite), "results": result.expectations})
+            write_json(tmp / c.QUALITY_DETAIL_FILE, result.detail)
+        label_of = dict(zip(manifest[c.ITEM_ID], manifest[c.ITEM_ID].map(
+            dict(zip(labels[c.ITEM_ID], labels[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
+        with atomic_dir(c.VALIDATE_REPORT_DIR) as tmp:
+            sheets = draw_sheets(result.review, result.pixels, result.pixel_index, label_of, tmp / "sheets")
+            write_report(tmp / "report.html", "validate: data quality report", result.quality,
+                         result.expectations, result.review, sheets)
+        write_json(c.DATA_QUALITY_METRICS, result.quality)
     return summary(result, str(paths.validated / c.REVIEW_FILE), str(c.VALIDATE_REPORT_DIR))
 
 
