@@ -84,6 +84,12 @@ def validate() -> dict:
     return summary(result, str(paths.validated / c.REVIEW_FILE), str(c.VALIDATE_REPORT_DIR))
 
 
+SHOWN = {"images_valid", "images_quarantined", "quarantine_fraction", "images_rejected_by_preprocess",
+         "reject_fraction", "images_dropped_by_label_policy", "exact_duplicate_groups", "near_duplicate_groups",
+         "leakage_removed", "outliers", "label_issues", "images_dropped_by_cleaning", "images_flagged", "train",
+         "val", "test", "images_decoded", "expectations_failed"}
+
+
 def summary(result, review_file: str, report_dir: str) -> dict:
     """The stage's log block; a check that was off says so instead of counting 0."""
     q = result.quality
@@ -100,6 +106,8 @@ def summary(result, review_file: str, report_dir: str) -> dict:
         "duplicates": f"{count('exact_duplicate_groups')} exact groups, {count('near_duplicate_groups')} near groups, "
                       f"{count('leakage_removed')} removed for leakage",
         "outliers": count("outliers"), "suspected label errors": count("label_issues"),
+        # plug-in checks (ood, box_*, face, ...): their own counters, as they name them
+        **{key.replace("_", " "): value for key, value in sorted(q.items()) if key not in SHOWN},
         "dropped by cleaning": q["images_dropped_by_cleaning"], "flagged": q["images_flagged"],
         "splits": {"train": q["train"], "val": q["val"], "test": q["test"]},
         "review": f"{review_file}, {report_dir}/report.html",
