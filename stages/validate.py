@@ -77,7 +77,8 @@ def validate() -> dict:
         label_of = dict(zip(manifest[c.ITEM_ID], manifest[c.ITEM_ID].map(
             dict(zip(labels[c.ITEM_ID], labels[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
         with atomic_dir(c.VALIDATE_REPORT_DIR) as tmp:
-            sheets = draw_sheets(result.review, result.pixels, result.pixel_index, label_of, tmp / "sheets")
+            sheets = draw_sheets(result.review, result.pixels, result.pixel_index, label_of, tmp / "sheets",
+                                 boxes=tables.get("boxes"))
             write_report(tmp / "report.html", "validate: data quality report", result.quality,
                          result.expectations, result.review, sheets)
         write_json(c.DATA_QUALITY_METRICS, result.quality)

@@ -24,6 +24,8 @@ SHEETS = ("near_duplicates", "exact_duplicates", "label_issues", "outliers")
 def _tile(pixels: np.ndarray):
     from PIL import Image
 
+    if isinstance(pixels, Image.Image):  # already drawn on (boxes)
+        return pixels.convert("RGB").resize((TILE, TILE), Image.NEAREST)
     img = pixels if pixels.shape[-1] == 3 else np.repeat(pixels, 3, axis=-1)
     return Image.fromarray(np.ascontiguousarray(img)).resize((TILE, TILE), Image.NEAREST)
 
@@ -52,8 +54,14 @@ def _draw_rows(rows: list[list[tuple[np.ndarray, str]]], title: str, path: Path)
     sheet.save(path, format="PNG", optimize=False)
 
 
-def draw_sheets(review: pd.DataFrame, pixels: np.ndarray | None, index: dict, labels: dict, out_dir: Path) -> list[str]:
-    """Write ``<out_dir>/<sheet>.png`` for every sheet; returns the file names."""
+def draw_sheets(review: pd.DataFrame, pixels: np.ndarray | None, index: dict, labels: dict, out_dir: Path,
+                boxes: pd.DataFrame | None = None) -> list[str]:
+    """Write ``<out_dir>/<sheet>.png`` for every sheet; returns the file names.
+
+    The sheets above are always written; every other check in ``review`` (the plug-ins': box
+    checks, faces, ...) gets a sheet of its own, named after it, when it found something. With
+    ``boxes`` (detection labels on whole images), a box finding's tile has the image's boxes
+    drawn, the one it is about in red."""
     out_dir = Path(out_dir)
     names = []
 
@@ -96,10 +104,39 @@ def draw_sheets(review: pd.DataFrame, pixels: np.ndarray | None, index: dict, la
     sheets["ood"] = ("Images that belong to no class (label, robust distance^2)", band(
         [(pix(i), f"{labels.get(i, '?')}\n{sc:.1f}") for i, sc in ood.head(TOP)[[ITEM_ID, "score"]].itertuples(index=False)
          if pix(i) is not None]))
+    covered = {"near_duplicate", "leakage", "exact_duplicate", "label_issue", "ood", "expectation", "label_import",
+               "dark", "overexposed", "near_constant", "blurry", "odd_size", "odd_aspect"}
+    for check in sorted(set(review["check"].astype(str)) - covered):
+        rows = review[review["check"] == check].sort_values([ITEM_ID, "group_id"], kind="stable").head(TOP)
+        items = []
+        for item, group, score, decision in rows[[ITEM_ID, "group_id", "score", "decision"]].itertuples(index=False):
+            image = pix(item)
+            if image is None:
+                continue
+            items.append((_with_boxes(image, item, str(group), boxes), f"{decision[:4]} {score:.3g}"))
+        sheets[check] = (f"{check.replace('_', ' ')} (decision, score)", band(items))
     for name, (title, rows) in sheets.items():
         _draw_rows(rows, title, out_dir / f"{name}.png")
         names.append(f"{name}.png")
     return names
+
+
+def _with_boxes(image: np.ndarray, item: str, group: str, boxes: pd.DataFrame | None):
+    """The image with its boxes drawn (the finding's box, named ``<item>#box<id>`` by
+    ``group_id``, in red), or the image as it is when there are no boxes to draw."""
+    if boxes is None or boxes.empty or "box_id" not in boxes.columns:
+        return image
+    mine = boxes[boxes[ITEM_ID] == item]
+    if mine.empty:  # a crop item is its own box already
+        return image
+    from PIL import Image
+
+    from imgpipe.validate.checks.boxes import draw_boxes
+
+    highlight = {int(group.rsplit("#box", 1)[1])} if "#box" in group and group.rsplit("#box", 1)[1].isdigit() else set()
+    img = image if image.shape[-1] == 3 else np.repeat(image, 3, axis=-1)
+    tile = Image.fromarray(np.ascontiguousarray(img)).resize((TILE, TILE), Image.NEAREST)
+    return draw_boxes(tile, mine, highlight)
 
 
 def _cell(v) -> str:
