@@ -38,6 +38,8 @@ ARRAY_COUNTS = "array_counts"  # source.json extra: images per array file, so li
 PACK_MAX_BYTES = 1 << 30  # bounded packs: a changed image re-uploads at most one of them
 # Set by imgpipe.privacy.raw.protecting during a download: (raw_dir, members, read) -> (members, read).
 PACK_FILTER: ContextVar = ContextVar("imgpipe_pack_filter", default=None)
+# Set by the crawler around its write_packs: item_id -> the URLs it was fetched from (take-downs by URL).
+PACK_URLS: ContextVar = ContextVar("imgpipe_pack_urls", default=None)
 
 Layout = Literal["files", "cifar10", "cifar100", "idx"]
 LAYOUTS = ("files", "cifar10", "cifar100", "idx")

@@ -49,7 +49,7 @@ from imgpipe.download.fetch import (
 )
 from imgpipe.errors import SourceError
 from imgpipe.params.download import CrawlParams, DownloadParams
-from imgpipe.rawdata import CRAWL_FAILURES, CRAWL_ITEMS, FILES_DIR, SourceInfo, write_packs
+from imgpipe.rawdata import CRAWL_FAILURES, CRAWL_ITEMS, FILES_DIR, PACK_URLS, SourceInfo, write_packs
 
 CRAWL_DIR = "crawl"  # under the download cache: the shards' resumable state
 LABEL_FILE = "labels.csv"
@@ -260,9 +260,16 @@ def acquire_crawl(source: str, cfg: DownloadParams, tmp: Path, backoff_s: float 
             raise SourceError(f"{data}: crawl state is corrupt at offset {offset}; delete that shard folder and rerun")
         yield body
 
+    # The URLs of each image, so a take-down row naming a URL (annotations/exclude.csv) finds it.
+    ok = frame[frame["status"] == "ok"]
+    urls_of: dict[str, list[str]] = {}
+    for url, item in zip(ok["url"].astype(str), ok["item_id"].astype(str), strict=True):
+        urls_of.setdefault(item, []).append(url)
+    token = PACK_URLS.set(urls_of)
     try:
         packed = write_packs(tmp, [images[sha] for sha in order], read)
     finally:
+        PACK_URLS.reset(token)
         for fd in fds.values():
             os.close(fd)
 

@@ -32,7 +32,7 @@ from PIL import Image, ImageOps
 from imgpipe.errors import PipelineError
 from imgpipe.io import write_parquet
 from imgpipe.privacy.metadata import FLAGS, scan, strip
-from imgpipe.rawdata import PACK_FILTER, SourceInfo
+from imgpipe.rawdata import PACK_FILTER, PACK_URLS, SourceInfo
 
 log = logging.getLogger("imgpipe")
 
@@ -132,7 +132,11 @@ class Guard:
             with read(i) as fh:
                 data = bytes(fh[:size]) if isinstance(fh, bytes | bytearray) else _read_all(fh, size)
             digest = hashlib.sha256(data).hexdigest()
-            why = self.exclusions.reason(item_id, digest) if len(self.exclusions) else None
+            why = None
+            if len(self.exclusions):
+                why = self.exclusions.reason(item_id, digest)
+                for url in (PACK_URLS.get() or {}).get(item_id, ()) if why is None else ():
+                    why = why or self.exclusions.reason(item_id, digest, url)
             if why is not None:
                 self.excluded[why] += 1
                 continue

@@ -147,3 +147,27 @@ def test_licences_reach_the_item_table_and_the_card(tmp_path):
                                                          "opt_out_list": 0}}
     md = render_markdown(card)
     assert "| cc-by | 1 |" in md and "| robots_disallowed | 1 |" in md
+
+
+def test_a_take_down_by_url_keeps_a_crawled_image_out_of_the_packs(tmp_path):
+    """annotations/exclude.csv naming a URL: the crawled image is fetched (its URL is known only
+    from the list) but never packed into data/raw (issue 18: take-downs that really delete)."""
+    from test_crawl import FAST, crawl_params
+
+    from imgpipe.download.acquire import acquire
+    from imgpipe.params.download import DownloadParams
+    from imgpipe.params.privacy import PrivacyParams
+    from imgpipe.rawdata import list_items, read_item_bytes
+
+    with CrawlServer() as srv:
+        urls = [srv.add(f"/img/{i}.png", Page(body=png_bytes(i))) for i in range(3)]
+        listing = tmp_path / "list.csv"
+        pd.DataFrame({"url": urls}).to_csv(listing, index=False)
+        exclude = tmp_path / "exclude.csv"
+        exclude.write_text(f"url,reason\n{urls[1]},asked to be removed\n")
+        cfg = DownloadParams(source=str(listing), cache_dir=tmp_path / "cache",
+                             crawl=crawl_params(label_column="", min_success_rate=0, user_agent=AGENT))
+        acquire(cfg, tmp_path / "raw", backoff_s=FAST,
+                privacy=PrivacyParams(exclude_file=str(exclude), faces="keep"))
+    kept = {read_item_bytes(tmp_path / "raw", item) for item in list_items(tmp_path / "raw")}
+    assert kept == {png_bytes(0), png_bytes(2)}
