@@ -31,16 +31,17 @@ from scipy.sparse.csgraph import connected_components
 # so the script runs on older commits too.
 LAYERS: list[tuple[str, ...]] = [
     ("imgpipe", "imgpipe.errors", "imgpipe.contracts", "imgpipe.io", "imgpipe.params", "imgpipe.stage",
-     "imgpipe.arrayfiles", "imgpipe.rawdata", "imgpipe.torchenv"),
+     "imgpipe.arrayfiles", "imgpipe.rawdata", "imgpipe.torchenv", "imgpipe.labeltable"),
+    ("imgpipe.privacy",),  # the download stage's take-downs, metadata strip and faces; pseudonyms
     ("imgpipe.download", "imgpipe.sources", "imgpipe.preprocess", "imgpipe.labelstudio"),
     ("imgpipe.labels",),
     ("imgpipe.validate", "imgpipe.clean", "imgpipe.split"),
-    ("imgpipe.card", "imgpipe.augment"),
+    ("imgpipe.card", "imgpipe.boxcard", "imgpipe.augment"),
     ("imgpipe.models",),
     ("imgpipe.inference",),  # the saved model and batched prediction: train, evaluate and predict use it
     ("imgpipe.train", "imgpipe.training"),
     ("imgpipe.evaluate",),
-    ("imgpipe.predict", "imgpipe.runcache"),
+    ("imgpipe.predict", "imgpipe.runcache", "imgpipe.review", "imgpipe.export", "imgpipe.diff"),
     ("imgpipe.cli",),
     ("stages",),
 ]

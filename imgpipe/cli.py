@@ -15,7 +15,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("imgpipe.predict", "run the trained model on images: a CSV of labels and probabilities, "
                 "or Label Studio tasks pre-annotated most-uncertain first"),
-    "review": ("imgpipe.validate.export", "export the validate stage's findings and the network's suspected "
+    "review": ("imgpipe.review", "export the validate stage's findings and the network's suspected "
                "test-label errors as Label Studio tasks"),
     "export": ("imgpipe.export", "write the validated dataset as imagefolder, hf (datasets parquet) or "
                "webdataset, or its boxes as voc, coco, yolo or label-studio"),

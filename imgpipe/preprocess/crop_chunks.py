@@ -7,8 +7,8 @@ import os
 import numpy as np
 
 from imgpipe.preprocess import decode, features
+from imgpipe.preprocess.chunks import META_COLUMNS, Chunk, ChunkResult, encode_stored, read_bytes
 from imgpipe.preprocess.crops import CropCache, crop_item_id
-from imgpipe.preprocess.pipeline import META_COLUMNS, Chunk, ChunkResult, encode_stored, read_bytes
 from imgpipe.rawdata import PackReader
 
 

@@ -19,7 +19,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,8 @@ from imgpipe.errors import PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
 from imgpipe.params.preprocess import PreprocessParams
 from imgpipe.preprocess import decode, features
-from imgpipe.preprocess.shards import EncodedShardWriter, ShardWriter, decode_image, encode_image
+from imgpipe.preprocess.chunks import META_COLUMNS, Chunk, ChunkResult, encode_stored, read_bytes
+from imgpipe.preprocess.shards import EncodedShardWriter, ShardWriter
 from imgpipe.rawdata import (
     FILES_DIR,
     PackReader,
@@ -49,17 +49,6 @@ MIN_CHUNK = 8
 # Chunks queued per worker: keeps every worker busy while bounding memory in flight.
 IN_FLIGHT_PER_WORKER = 2
 
-META_COLUMNS = (
-    "item_id",
-    "source_path",
-    "source_index",
-    "source_split",
-    "orig_width",
-    "orig_height",
-    "orig_mode",
-    "orig_format",
-    "orig_bytes",
-)
 INT_COLUMNS = frozenset({"orig_width", "orig_height", "orig_bytes"})
 REJECT_COLUMNS = ("item_id", "source_path", "reason")
 ARRAY_FORMATS = {"cifar10": "CIFAR", "cifar100": "CIFAR", "idx": "IDX"}
@@ -93,46 +82,7 @@ def resolve_workers(workers: int) -> int:
     return workers if workers > 0 else (os.cpu_count() or 1)
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """A run of consecutive items. ``files_dir`` is set for loose files (the worker reads them);
-    ``images`` holds the stored pixels for items of an array file."""
-
-    items: tuple[RawItem, ...]
-    files_dir: str | None = None
-    images: np.ndarray | None = None
-    orig_format: str = ""
-    crops: tuple | None = None  # per item, its boxes (imgpipe.preprocess.crops): one output row per box
-    crop_padding: float = 0.0
-    crop_cache: str | None = None  # labels.detection.cache_dir: crops already cut, by content
-
-
-@dataclass
-class ChunkResult:
-    items: int
-    pixels: np.ndarray  # (n_ok, H, W, C)
-    columns: dict[str, list | np.ndarray]  # META_COLUMNS + feature columns, for the n_ok images
-    rejects: list[tuple[str, str, str]] = field(default_factory=list)
-    encoded: list[bytes] | None = None  # the stored bytes of each image (encoded stores only)
-
-
 # --- per item -------------------------------------------------------------------------------
-
-
-def read_bytes(path: str) -> bytes:
-    """A whole file through raw ``os`` calls: at ~1 KB per image, pathlib and buffered file
-    objects cost more per file than decoding does."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(fd, 1 << 16)
-        if len(data) == 1 << 16:
-            parts = [data]
-            while block := os.read(fd, 1 << 20):
-                parts.append(block)
-            data = b"".join(parts)
-        return data
-    finally:
-        os.close(fd)
 
 
 def decode_file(path: str, cfg: PreprocessParams) -> tuple[np.ndarray, decode.Original, int]:
@@ -208,20 +158,6 @@ def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
     if len(pixels):
         columns.update(features.compute(pixels))
     return ChunkResult(len(chunk.items), pixels, columns, rejects, encoded)
-
-
-def encode_stored(pixels: np.ndarray, cfg: PreprocessParams) -> list[bytes] | None:
-    """The bytes an encoded store keeps for each image, or None for raw pixels. A JPEG is lossy:
-    its decoded pixels replace ``pixels`` in place, so the hash and the statistics computed next
-    describe exactly what readers will get back."""
-    store = cfg.resolved_store
-    if store == "pixels":
-        return None
-    encoded = [encode_image(image, store, cfg.jpeg_quality) for image in pixels]
-    if store == "jpeg":
-        for i, data in enumerate(encoded):
-            pixels[i] = decode_image(data, cfg.channels)
-    return encoded
 
 
 def _remote_process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:

@@ -28,13 +28,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from imgpipe import review as export
 from imgpipe.contracts import REVIEW_COLUMNS
 from imgpipe.io import write_json, write_parquet
 from imgpipe.labels.match import ItemMatcher
 from imgpipe.labelstudio.read import read_label_studio_json
 from imgpipe.labelstudio.write import label_config
 from imgpipe.rawdata import SourceInfo, list_items, pack_images, read_item_bytes
-from imgpipe.validate import export
 
 from factories import write_labels
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from imgpipe import review as export
 from imgpipe.contracts import REVIEW_COLUMNS
 from imgpipe.errors import PipelineError
 from imgpipe.evaluate.label_errors import review_rows
@@ -25,7 +26,6 @@ from imgpipe.labels.match import ItemMatcher
 from imgpipe.labelstudio.images import export_images
 from imgpipe.labelstudio.write import TaskProposal, tasks
 from imgpipe.rawdata import SourceInfo, pack_images
-from imgpipe.validate import export
 
 from factories import write_labels
 
