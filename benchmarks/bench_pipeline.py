@@ -23,7 +23,7 @@ from pathlib import Path
 
 from _project import bench_env, copy_project
 
-STAGES = ["download", "preprocess", "labels", "validate", "card", "augment", "train", "evaluate"]
+STAGES = ["download", "labels", "preprocess", "validate", "card", "augment", "train", "evaluate"]
 
 
 def sh(cwd: Path, *args: str) -> float:
