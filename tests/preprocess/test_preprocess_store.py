@@ -38,7 +38,7 @@ def sha(pixels: np.ndarray) -> list[str]:
 @pytest.mark.parametrize("store", ["jpeg", "png"])
 def test_encoded_store_is_read_back_as_the_pixels_the_manifest_describes(tmp_path, store):
     out, manifest, pixels = run(tmp_path, store, store=store)
-    assert is_encoded(out) and not list((out / "shards").glob("*.npy"))[:0]
+    assert is_encoded(out)
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-00000.bin", "shard-00000.idx.npy"]
     assert sha(pixels) == list(manifest["pixel_sha256"])  # hash and statistics describe the stored pixels
     _, pixel_manifest, raw_pixels = run(tmp_path, "pixels", store="pixels")

@@ -97,18 +97,39 @@ def test_a_diverging_run_stops_at_once_with_one_line(tiny_split):
     assert "\n" not in message and "is not finite at epoch 1, step " in message and "precision: fp32" in message
 
 
-def test_precision_switch_and_environment_override(monkeypatch):
-    from imgpipe.torchenv import bf16_supported, mixed_precision, precision_mode
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16-cpu", "avx2-only-cpu"])
+def test_precision_switch_and_environment_override(monkeypatch, native):
+    """Both CPU answers are forced, so the branch this machine does not take runs too."""
+    import imgpipe.torchenv as torchenv
+    from imgpipe.torchenv import mixed_precision, precision_mode
 
+    monkeypatch.setattr(torchenv, "bf16_supported", lambda: native)
     cpu = torch.device("cpu")
     monkeypatch.delenv("IMGPIPE_FORCE_BF16", raising=False)
-    assert precision_mode(cpu, "auto") == ("bf16" if bf16_supported() else "fp32")
+    assert precision_mode(cpu, "auto") == ("bf16" if native else "fp32")
+    assert mixed_precision(cpu, "auto") == ((True, "bf16 autocast") if native else (False, "fp32"))
     assert precision_mode(cpu, True) == "bf16" and precision_mode(cpu, False) == "fp32"
+    assert mixed_precision(cpu, True) == (True, "bf16 autocast" + ("" if native else
+                                                                    " (forced; emulated on this CPU, slower)"))
     assert mixed_precision(cpu, False) == (False, "fp32")
     monkeypatch.setenv("IMGPIPE_FORCE_BF16", "1")
     assert precision_mode(cpu, False) == "bf16"
     monkeypatch.setenv("IMGPIPE_FORCE_BF16", "0")
     assert precision_mode(cpu, True) == "fp32"
+
+
+@pytest.mark.parametrize("gpu_bf16", [True, False], ids=["ampere-or-later", "older-gpu"])
+def test_gpu_precision_choice_without_a_gpu(monkeypatch, gpu_bf16):
+    """The CUDA choice (bf16 AMP, or fp16 with a GradScaler on GPUs without bf16) is decided by
+    code that runs here too: the device's bf16 answer is forced."""
+    from imgpipe.torchenv import mixed_precision, precision_mode
+
+    monkeypatch.delenv("IMGPIPE_FORCE_BF16", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: gpu_bf16)
+    cuda = torch.device("cuda")
+    assert precision_mode(cuda, "auto") == ("bf16" if gpu_bf16 else "fp16")
+    assert mixed_precision(cuda, "auto") == (True, "cuda amp " + ("bf16" if gpu_bf16 else "fp16 + GradScaler"))
+    assert precision_mode(cuda, True) == "bf16" and precision_mode(cuda, False) == "fp32"
 
 
 @pytest.mark.parametrize("schedule", ["triangle", "onecycle", "cosine", "constant"])
