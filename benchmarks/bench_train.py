@@ -123,9 +123,9 @@ def throughput(augmented: Path) -> None:
     train = load_split(augmented, "train")
     cfg = load("train", TrainParams, PROJECT / "params.yaml")
     from imgpipe.torchenv import autocast, bf16_supported, mixed_precision
-    from imgpipe.train.recipes import resolve_recipe
+    from imgpipe.train.recipes import resolve_recipe, resolve_scale
 
-    cfg = resolve_recipe(cfg)
+    cfg = resolve_scale(resolve_recipe(cfg), len(train.y))
     cpu = torch.device("cpu")
     print(f"throughput on {len(train.y)} train images ({meta['height']}x{meta['width']}x{meta['channels']}), "
           f"{torch.get_num_threads()} threads; {cpu_flags()}; oneDNN native bf16: {bf16_supported()}; "

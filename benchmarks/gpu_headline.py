@@ -59,7 +59,7 @@ def main() -> None:
     from imgpipe.params.base import load
     from imgpipe.params.train import TrainParams
     from imgpipe.train.loop import fit
-    from imgpipe.train.recipes import resolve_recipe
+    from imgpipe.train.recipes import resolve_recipe, resolve_scale
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=0)
@@ -79,7 +79,7 @@ def main() -> None:
     del f
     cfg = resolve_recipe(load("train", TrainParams, PROJECT / "params.yaml"))
     update = {k: v for k, v in (("epochs", args.epochs), ("width", args.width)) if v}
-    cfg = cfg.model_copy(update=update)
+    cfg = resolve_scale(cfg.model_copy(update=update), len(train))
     device = torchenv.choose_device()
     torchenv.configure(cfg.threads, cfg.seed, device)
     meta = {"classes": classes, "height": 32, "width": 32, "channels": 3}

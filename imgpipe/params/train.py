@@ -13,8 +13,10 @@ class TrainParams(Section):
     # airbench: the fast default for small images; lenet: the seed tutorial's network;
     # resnet: a small residual CNN; resnet18: torchvision's, fine-tuned from train.pretrained
     model: Literal["airbench", "lenet", "resnet", "resnet18"] = "airbench"
-    width: int = Field(16, ge=0)  # airbench: channels of the first group (0 = the model's own, 32); other models ignore it
-    epochs: int = Field(10, ge=1)
+    # auto (width and epochs): scaled to the train split (imgpipe/train/recipes.py, resolve_scale):
+    # small sets get a narrow, short run; from LARGE_TRAIN_SET images airbench94's width and more epochs.
+    width: int | Literal["auto"] = "auto"  # airbench: channels of the first group (0 = the model's own, 32); other models ignore it
+    epochs: int | Literal["auto"] = "auto"
     batch_size: int = Field(512, ge=1)  # the global batch (split over the processes under torchrun)
     # Small datasets: the batch shrinks so an epoch has at least this many steps, and the lr shrinks
     # with it (airbench's lr is per example); 1 = always batch_size.
@@ -47,6 +49,10 @@ class TrainParams(Section):
 
     @model_validator(mode="after")
     def _check(self):
+        if self.width != "auto" and self.width < 0:
+            raise ValueError(f"width must be 'auto' or a number >= 0, got {self.width}")
+        if self.epochs != "auto" and self.epochs < 1:
+            raise ValueError(f"epochs must be 'auto' or a number >= 1, got {self.epochs}")
         for key, lo, hi in (("lr", 0, None), ("momentum", 0, 1), ("weight_decay", 0, None),
                             ("bias_lr_scale", 0, None), ("label_smoothing", 0, 1)):
             value = getattr(self, key)

@@ -141,9 +141,9 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
 
     from imgpipe.inference import predict_logits
     from imgpipe.torchenv import autocast, mixed_precision, precision_mode
-    from imgpipe.train.recipes import resolve_recipe
+    from imgpipe.train.recipes import resolve_recipe, resolve_scale
 
-    cfg = resolve_recipe(cfg)  # "auto" recipe keys -> the model's values
+    cfg = resolve_scale(resolve_recipe(cfg), len(train.y))  # "auto" keys -> the model's and the data's values
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     state = state or LoopState()
     mode = precision_mode(device, cfg.bf16)

@@ -96,7 +96,7 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
     from imgpipe.train import distributed
     from imgpipe.train.live import EpochLog
     from imgpipe.train.loop import LoopState, fit
-    from imgpipe.train.recipes import resolve_recipe
+    from imgpipe.train.recipes import resolve_recipe, resolve_scale
 
     cfg = resolve_recipe(cfg)  # the model's recipe for "auto" keys; the resume key sees the values
     dist = distributed.setup()
@@ -105,6 +105,8 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
         meta, norm = load_augmented_meta(paths.augmented)
         flip = bool(meta.get("hflip", False))  # augment.hflip, recorded by the augment stage
         train_split, val_split = load_split(paths.augmented, "train"), load_split(paths.augmented, "val")
+        cfg = resolve_scale(cfg, len(train_split.y))  # "auto" width/epochs; the resume key sees the values
+        log.info("train: %s width %s, %d epochs on %d images", cfg.model, cfg.width, cfg.epochs, len(train_split.y))
         options = model_options(cfg)
         try:
             model = make_model(cfg.model, meta, norm, options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import tarfile
 
 import numpy as np
@@ -19,10 +20,10 @@ pytestmark = pytest.mark.e2e
 CLASSES = ["circle", "cross", "square"]
 
 
-def _image(kind: int, rng: np.random.Generator, size: int = 40) -> Image.Image:
+def _image(kind: int, rng: np.random.Generator, size: int = 40, width: int = 40) -> Image.Image:
     """A coloured shape on a noisy background: easy to learn, real RGB pixels."""
-    img = rng.integers(0, 70, (size, size, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[:size, :size]
+    img = rng.integers(0, 70, (size, width, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:size, :width]
     c = size // 2 + rng.integers(-3, 4, 2)
     if kind == 0:
         mask = (yy - c[0]) ** 2 + (xx - c[1]) ** 2 < (size // 4) ** 2
@@ -34,8 +35,9 @@ def _image(kind: int, rng: np.random.Generator, size: int = 40) -> Image.Image:
     return Image.fromarray(img)
 
 
-def _imagefolder_tar(path, per_class=(40, 12)) -> str:
-    """train/<class>/*.png and test/<class>/*.jpg, one corrupt file; returns the sha256."""
+def _imagefolder_tar(path, per_class=(40, 12), width: int = 40) -> str:
+    """train/<class>/*.png and test/<class>/*.jpg (``width`` x 40 px), one corrupt file; returns the
+    sha256."""
     rng = np.random.default_rng(0)
     with tarfile.open(path, "w:gz") as tar:
         def add(name: str, data: bytes) -> None:
@@ -47,7 +49,7 @@ def _imagefolder_tar(path, per_class=(40, 12)) -> str:
             for k, cls in enumerate(CLASSES):
                 for i in range(count):
                     buf = io.BytesIO()
-                    _image(k, rng).save(buf, format=fmt)
+                    _image(k, rng, width=width).save(buf, format=fmt)
                     add(f"{split}/{cls}/{i:03d}.{fmt.lower().replace('jpeg', 'jpg')}", buf.getvalue())
         add("train/circle/broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -55,10 +57,11 @@ def _imagefolder_tar(path, per_class=(40, 12)) -> str:
 
 def test_rgb_imagefolder_archive_runs_with_one_override(tmp_path):
     archive = tmp_path / "shapes.tar.gz"
-    sha = _imagefolder_tar(archive)
+    sha = _imagefolder_tar(archive, width=56)  # not square: letterbox and stretch differ
     clone = make_clone(tmp_path / "project")
     clone.dvc("exp", "run", "-S", f"download.source={archive}", "-S", f"download.sha256={sha}",
-              "-S", "train.epochs=15", "-S", "validate.near_duplicates.enabled=false")
+              "-S", "train.epochs=15", "-S", "validate.near_duplicates.enabled=false",
+              "-S", "preprocess.resize=letterbox")
     # The generated shapes (one shape on noise, moved by at most 3 px) are near duplicates at the
     # check's 7x7 resolution: with the source's own test split, leakage removal would empty train.
     root = clone.root
@@ -73,6 +76,23 @@ def test_rgb_imagefolder_archive_runs_with_one_override(tmp_path):
     # Chance is 1/3; 36 test images and a 15-epoch LeNet: the point is that it learned, end to end.
     assert metrics["test_images"] == 36 and metrics["accuracy"] >= 0.7
     assert json.loads(clone.dvc("status", "--json").stdout) == {}
+
+    # Serving uses the model's own preprocessing record: with params.yaml now saying `stretch`,
+    # predict on the original test files says so in one line and still gives evaluate's labels.
+    params = (root / "params.yaml").read_text()
+    assert "resize: letterbox" in params
+    (root / "params.yaml").write_text(params.replace("resize: letterbox", "resize: stretch", 1))
+    recorded = pd.read_csv(root / "metrics/eval/predictions.csv", dtype=str)
+    originals = tmp_path / "originals"
+    with tarfile.open(archive) as tar:
+        tar.extractall(originals, filter="data")
+    listing = tmp_path / "test_images.txt"
+    listing.write_text("".join(f"{originals / 'shapes' / item}\n" for item in recorded["item_id"]))
+    proc = clone.run(sys.executable, "-m", "imgpipe.cli", "predict", str(listing), "--out", str(tmp_path / "pred.csv"))
+    assert "resize 'stretch' (model: 'letterbox')" in proc.stderr
+    predicted = pd.read_csv(tmp_path / "pred.csv", dtype={"label": str})
+    assert predicted["error"].isna().all()
+    assert predicted["label"].tolist() == recorded["predicted"].tolist()
 
 
 def test_unknown_source_fails_with_one_clear_line(tmp_path):
