@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from imgpipe import arrayfiles
-from imgpipe.contracts import FILES_DIR, PACK_DIR, PACK_INDEX, SOURCE_FILE
+from imgpipe.contracts import FILES_DIR, PACK_DIR, PACK_INDEX, SOURCE_FILE, SOURCE_SPLIT
 from imgpipe.errors import PipelineError
 
 __all__ = ["FILES_DIR", "PACK_DIR", "PACK_INDEX", "SOURCE_FILE"]  # the raw layout's names, from contracts
@@ -251,12 +251,16 @@ def member_header(name: str, size: int) -> bytes:
     return bytes(buf)
 
 
-def write_packs(raw_dir: Path, members: list[tuple[str, int]], read, max_pack_bytes: int = PACK_MAX_BYTES) -> dict:
+def write_packs(raw_dir: Path, members: list[tuple[str, int]], read, max_pack_bytes: int = PACK_MAX_BYTES,
+                splits: Mapping[str, str] | None = None) -> dict:
     """Write ``members`` (item_id, size), in this order, into bounded tar packs plus the index.
 
     ``read(i)`` returns a context manager giving a readable binary file (or ``bytes``) with member
     ``i``'s bytes. Headers are fixed (no timestamps or owners), so the same members give the same
     bytes; the packs are what ``tarfile`` writes in PAX format, and ``tar tf`` lists them.
+    ``splits`` (item_id -> train | val | test | ""): a source that records its splits as data, not
+    as the first folder of the path (a parquet dataset's files), so its item ids stay its own; the
+    index then gets a ``source_split`` column. Without it the index is as before (no such column).
     """
     hook = PACK_FILTER.get()
     if hook is not None:  # the privacy layer: take-downs and metadata strip before any byte is packed
@@ -301,6 +305,8 @@ def write_packs(raw_dir: Path, members: list[tuple[str, int]], read, max_pack_by
                           "pack": np.asarray(rows["pack"], dtype=np.int32),
                           "offset": np.asarray(rows["offset"], dtype=np.int64),
                           "size": np.asarray(rows["size"], dtype=np.int64)})
+    if splits is not None:
+        index[SOURCE_SPLIT] = pd.array([splits.get(i, "") for i in rows["item_id"]], dtype="str")
     write_parquet(index, raw_dir / PACK_INDEX)
     return {"packed_images": len(members), "packs": len(groups)}
 
@@ -342,9 +348,12 @@ def _packed_items(raw_dir: Path) -> list[RawItem]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(raw_dir / PACK_INDEX).to_pydict()
+    # a recorded split (write_packs' ``splits``) wins over the path's first folder
+    splits = table.get(SOURCE_SPLIT) or [split_of(i) for i in table["item_id"]]
     return [
-        RawItem(item_id=i, source_split=split_of(i), file=i, pack=p, offset=o, size=n)
-        for i, p, o, n in zip(table["item_id"], table["pack"], table["offset"], table["size"], strict=True)
+        RawItem(item_id=i, source_split=s, file=i, pack=p, offset=o, size=n)
+        for i, s, p, o, n in zip(table["item_id"], splits, table["pack"], table["offset"], table["size"],
+                                 strict=True)
     ]
 
 

@@ -7,8 +7,9 @@ before: only local files are told apart by content (an image column), so nothing
 
 Each file's split comes from its name, as the Hub names them (``train-00000-of-00001.parquet``,
 ``data/validation-...``; ``imgpipe.rawdata.SPLIT_DIRS`` words), and becomes the images' source
-split: item ids are ``<split>/<id>``, where ``<id>`` is the row's ``item_id`` column when there is
-one (an ``imgpipe export --format hf`` round-trips its ids) and ``<file>/<row><ext>`` otherwise.
+split, recorded as data in the pack index (``source_split``), not as a path prefix: item ids are
+the row's ``item_id`` column when there is one, so an ``imgpipe export --format hf`` read back has
+the ids it was exported with, and ``<file>/<row><ext>`` otherwise.
 The ClassLabel names of the label column become the source's classes, in their index order, and
 ``files/labels.csv`` (``file,label``) carries each image's label to the labels stage.
 """
@@ -111,6 +112,7 @@ def acquire_hf_parquet(source: str, cfg: DownloadParams, tmp: Path, backoff_s: f
 
     images: dict[str, bytes] = {}
     labels: dict[str, str] = {}
+    splits: dict[str, str] = {}
     classes: list[str] | None = None
     digest = hashlib.sha256()
     for rel, path in files:
@@ -119,10 +121,12 @@ def acquire_hf_parquet(source: str, cfg: DownloadParams, tmp: Path, backoff_s: f
             if classes is not None and classes != read["classes"]:
                 raise SourceError(f"{label} ({rel}): its ClassLabel names differ from the other files'")
             classes = read["classes"]
+        split = split_of_file(rel)
         for item_id, data, name in read["rows"]:
             if item_id in images:
                 raise SourceError(f"{label} ({rel}): item {item_id!r} appears twice")
             images[item_id] = data
+            splits[item_id] = split
             if name is not None:
                 labels[item_id] = name
         # the source's sha256: over each file's name and sha256, in name order
@@ -131,7 +135,8 @@ def acquire_hf_parquet(source: str, cfg: DownloadParams, tmp: Path, backoff_s: f
         raise SourceError(f"{label}: the dataset holds no images")
 
     members = sorted(images)
-    packed = write_packs(tmp, [(i, len(images[i])) for i in members], lambda i: nullcontext(images[members[i]]))
+    packed = write_packs(tmp, [(i, len(images[i])) for i in members], lambda i: nullcontext(images[members[i]]),
+                         splits=splits)
     files_dir = tmp / FILES_DIR
     files_dir.mkdir(exist_ok=True)
     label_file = None
@@ -141,13 +146,12 @@ def acquire_hf_parquet(source: str, cfg: DownloadParams, tmp: Path, backoff_s: f
             writer.writerow(["file", "label"])
             writer.writerows((i, labels[i]) for i in members if i in labels)
         label_file = LABEL_FILE
-    splits: dict[str, int] = {}
+    per_split: dict[str, int] = {}
     for item_id in members:
-        split = SPLIT_DIRS.get(item_id.split("/", 1)[0], "")
-        splits[split or "none"] = splits.get(split or "none", 0) + 1
+        per_split[splits[item_id] or "none"] = per_split.get(splits[item_id] or "none", 0) + 1
     extra = {"format": "hf-parquet", "packed": packed, "files": [rel for rel, _ in files],
              "summary": {"images": len(members), "labelled": len(labels), **{f"split {k}": v
-                                                                             for k, v in sorted(splits.items())}}}
+                                                                             for k, v in sorted(per_split.items())}}}
     return SourceInfo(source=label, kind="hf-parquet", layout="files", url=redact(target), final_url=redact(target),
                       sha256=digest.hexdigest(), classes=classes, label_file=label_file, extra=extra)
 
@@ -187,7 +191,6 @@ def _read_file(path: Path, where: str, rel: str) -> dict:
     if label_col is None and "label" in schema.names and pa.types.is_string(schema.field("label").type):
         label_col = "label"  # plain text labels
     has_ids = "item_id" in schema.names
-    split = split_of_file(rel)
     stem = posixpath.splitext(rel)[0]
     rows, row = [], 0
     columns = [image_col] + ([label_col] if label_col else []) + (["item_id"] if has_ids else [])
@@ -199,11 +202,10 @@ def _read_file(path: Path, where: str, rel: str) -> dict:
                                   "are not supported)")
             raw = image["bytes"]
             if has_ids and data["item_id"][i]:
-                item = _safe_id(str(data["item_id"][i]), where)
+                item_id = _safe_id(str(data["item_id"][i]), where)
             else:
                 ext = image_extension(raw[:32]) or posixpath.splitext(image.get("path") or "")[1].lower() or ".bin"
-                item = f"{stem}/{row:06d}{ext}"
-            item_id = f"{split}/{item}" if split else item
+                item_id = f"{stem}/{row:06d}{ext}"
             name = None
             if label_col is not None and data[label_col][i] is not None:
                 value = data[label_col][i]

@@ -36,8 +36,8 @@ def test_an_hf_export_read_back_as_a_source_keeps_images_labels_classes_and_spli
 
     items = {item.item_id: item for item in list_items(raw)}
     df = project.dataset
-    want = {f"{s}/{i}": (s, lab) for i, s, lab in zip(df["item_id"], df["split"], df["label"], strict=True)}
-    assert set(items) == set(want)
+    want = {i: (s, lab) for i, s, lab in zip(df["item_id"], df["split"], df["label"], strict=True)}
+    assert set(items) == set(want)  # the exported ids, not prefixed: the split is data
     assert {i: item.source_split for i, item in items.items()} == {i: s for i, (s, _) in want.items()}
     with open(raw / FILES_DIR / "labels.csv", newline="") as fh:
         labels = {row["file"]: row["label"] for row in csv.DictReader(fh)}
@@ -45,8 +45,7 @@ def test_an_hf_export_read_back_as_a_source_keeps_images_labels_classes_and_spli
     original = project.path("data/raw")
     by_id = {item.item_id: item for item in list_items(original)}
     for item_id, item in items.items():
-        source_id = item_id.split("/", 1)[1]
-        assert read_item_bytes(raw, item) == read_item_bytes(original, by_id[source_id])
+        assert read_item_bytes(raw, item) == read_item_bytes(original, by_id[item_id])
 
     # The labels stage reads the source's own labels and classes from it.
     from imgpipe.labels.importer import import_labels
@@ -70,8 +69,9 @@ def test_a_parquet_without_ids_gets_file_and_row_ids_and_a_url_list_stays_a_url_
     (tmp_path / "ds").mkdir()
     pq.write_table(table, tmp_path / "ds/test-00000-of-00001.parquet")
     info = acquire(DownloadParams(source=str(tmp_path / "ds/test-00000-of-00001.parquet")), tmp_path / "raw")
-    ids = [item.item_id for item in list_items(tmp_path / "raw")]
-    assert ids == [f"test/test-00000-of-00001/{r:06d}.png" for r in range(3)]
+    items = list_items(tmp_path / "raw")
+    assert [item.item_id for item in items] == [f"test-00000-of-00001/{r:06d}.png" for r in range(3)]
+    assert {item.source_split for item in items} == {"test"}
     assert info.classes is None  # plain text labels: the labels stage infers the classes
     urls = tmp_path / "urls.parquet"
     pq.write_table(pa.table({"url": ["http://127.0.0.1:9/a.png"]}), urls)

@@ -64,6 +64,23 @@ def test_pack_images_bounds_pack_size_and_keeps_sidecars(tmp_path):
     assert [p.name for p in files.iterdir()] == ["labels.csv"]
 
 
+def test_a_split_recorded_in_the_pack_index_wins_over_the_path(tmp_path):
+    import contextlib
+
+    import pyarrow.parquet as pq
+
+    from imgpipe.rawdata import write_packs
+
+    write_json(tmp_path / "source.json", SourceInfo(source="s", kind="path", layout="files").to_json())
+    members = [("images/a.png", 1), ("train/b.png", 1), ("test/c.png", 1)]
+    write_packs(tmp_path, members, lambda i: contextlib.nullcontext(b"x"))
+    assert "source_split" not in pq.read_schema(tmp_path / "packed/index.parquet").names  # as before
+    assert [i.source_split for i in list_items(tmp_path)] == ["", "train", "test"]
+    write_packs(tmp_path, members, lambda i: contextlib.nullcontext(b"x"),
+                splits={"images/a.png": "val", "train/b.png": "test"})
+    assert [i.source_split for i in list_items(tmp_path)] == ["val", "test", ""]
+
+
 def test_digits_source_is_byte_identical_across_runs(tmp_path):
     acquire(DownloadParams(source="digits"), tmp_path / "a")
     acquire(DownloadParams(source="digits"), tmp_path / "b")
