@@ -11,7 +11,12 @@ from PIL import Image
 
 from imgpipe.evaluate import plots
 from imgpipe.evaluate.metrics import per_class_scores
-from imgpipe.evaluate.per_class import most_confused, per_class_report, render_markdown, write_per_class_report
+from imgpipe.evaluate.per_class import (
+    most_confused,
+    per_class_report,
+    render_markdown,
+    write_per_class_report,
+)
 
 CLASSES = ["ant", "bee", "cow"]
 # actual (rows) x predicted: cow is mostly taken for bee; ant is perfect; bee loses 1 to ant
