@@ -260,7 +260,10 @@ def per_class_png(view: dict, path: Path, title: str = "Per class") -> None:
         right = max(right, min(float(limit), 1.0))
     if len(names):
         bars.legend(loc="lower right", fontsize=7, framealpha=0.9)
-    bars.set_xlim(0, min(right * 1.15, 1.0) if right < 1.0 else 1.05)
+    bars.set_xlim(0, min(right * 1.3, 1.0) if right < 1.0 else 1.1)
+    if len(names) <= 25:
+        for i, value in enumerate(share):
+            bars.text(value, i, f" {100 * value:.1f}%", va="center", fontsize=7)
     bars.set_xlabel("share of the images")
     bars.set_title("Class balance", fontsize=10)
     bars.grid(axis="x", alpha=0.3)

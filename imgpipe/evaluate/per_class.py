@@ -180,7 +180,10 @@ def report_png(report: pd.DataFrame, path: Path, has_card: bool) -> None:
     suspects = fig.add_axes((0.41, 0.1, 0.1, 0.8), sharey=bars)
     suspects.barh(y, report["suspected_label_errors"], color="#8172b2", height=0.7)
     suspects.tick_params(axis="y", labelleft=False)
-    suspects.set_xlim(0, max(int(report["suspected_label_errors"].max()) if n else 0, 1) * 1.2)
+    if n <= 25:
+        for i, value in enumerate(report["suspected_label_errors"]):
+            suspects.text(value, i, f" {value}", va="center", fontsize=small)
+    suspects.set_xlim(0, max(int(report["suspected_label_errors"].max()) if n else 0, 1) * 1.35)
     suspects.set_xlabel("suspected label errors")
     suspects.set_title("Label errors", fontsize=10)
     heat = fig.add_axes((0.58, 0.22, 0.4, 0.68))
