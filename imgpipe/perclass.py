@@ -48,6 +48,14 @@ def columns_shown(status: dict[str, str], review_values: Sequence[str]) -> list[
     return shown
 
 
+def check_status(detail: dict) -> dict[str, str]:
+    """``quality_detail.json``'s ``check_status`` (a list, in check order) as an ordered dict."""
+    recorded = detail.get("check_status") or []
+    if isinstance(recorded, dict):  # the loop's own form
+        return {str(k): str(v) for k, v in recorded.items()}
+    return {str(e["check"]): str(e["status"]) for e in recorded}
+
+
 def class_view(*, dataset: pd.DataFrame, review: pd.DataFrame, labels: pd.DataFrame, classes: Sequence[str],
                detail: dict) -> dict[str, Any]:
     """The per-class view as a JSON-ready dict (see the module docstring).
@@ -56,7 +64,7 @@ def class_view(*, dataset: pd.DataFrame, review: pd.DataFrame, labels: pd.DataFr
     ``labels.parquet`` (the label of every image, also of those the checks removed);
     ``detail``: ``quality_detail.json``."""
     classes = [str(k) for k in classes]
-    status = {str(k): str(v) for k, v in (detail.get("check_status") or {}).items()}
+    status = check_status(detail)
     limit = detail.get("max_class_share")
     gate_counts = detail.get("per_class") or {}
     shown = columns_shown(status, review["check"].astype(str).tolist() if len(review) else [])

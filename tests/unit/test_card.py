@@ -116,7 +116,8 @@ def test_the_stage_writes_the_same_bytes_twice(tmp_path, monkeypatch):
     write_parquet(pd.DataFrame({"item_id": ["img/001.png"], "check": ["ood"], "decision": ["flagged"]}),
                   tmp_path / "data/validated/review.parquet")
     write_parquet(dataset()[["item_id", "label"]], tmp_path / "data/labels/labels.parquet")
-    write_json(tmp_path / "data/validated/quality_detail.json", {"check_status": {"ood": "on"}, "max_class_share": 0.9})
+    write_json(tmp_path / "data/validated/quality_detail.json", {"check_status": [{"check": "ood", "status": "on"}],
+                                                                      "max_class_share": 0.9})
     files = (CARD_JSON, CARD_MD, "per_class.csv", "per_class.png")
     stage.main()
     first = {name: (tmp_path / "data/card" / name).read_bytes() for name in files}

@@ -31,7 +31,7 @@ def _tables(findings: list[tuple[str, str, str]], images=(10, 30, 5), limit=0.5)
     labels = pd.DataFrame(items, columns=["item_id", "label"])
     dataset = labels.assign(split=[("train", "val", "test")[i % 3] for i in range(len(labels))])
     review = pd.DataFrame(findings, columns=["item_id", "check", "decision"])
-    detail = {"check_status": dict(STATUS), "max_class_share": limit,
+    detail = {"check_status": [{"check": k, "status": v} for k, v in STATUS.items()], "max_class_share": limit,
               "per_class": {cls: {"images": n} for cls, n in zip(CLASSES, images, strict=True)}}
     return {"dataset": dataset, "review": review, "labels": labels, "classes": CLASSES, "detail": detail}
 
@@ -122,4 +122,5 @@ def test_the_loop_records_which_checks_ran():
     out = run_checks(CheckContext(rows=rows, classes=["x", "y"], cfg=cfg), checks)
     assert out.status == {"exact_duplicate": "on", "leakage": "on", "near_duplicate": "off",
                           "label_issue": "off", "ood": "off", "box_empty": "n/a"}
+    assert list(out.status) == ["exact_duplicate", "leakage", "near_duplicate", "label_issue", "ood", "box_empty"]
     assert len(out.findings) == 2  # the exact pair: one kept, one dropped
