@@ -300,3 +300,19 @@ def per_class_section(labels_dir: Path, validated_dir: Path, folder: Path, card:
     )
     write_card_files(view, folder, card["name"])
     return view, "\n".join(render_markdown(view))
+
+
+def summary(view: dict) -> dict[str, str]:
+    """The card stage's log lines: the largest class against the limit, and the class with the
+    most images the checks flagged, dropped or quarantined."""
+    rows = view["classes"]
+    if not rows:
+        return {}
+    largest = max(rows, key=lambda r: r["share"])
+    most = max(rows, key=lambda r: sum(r["decided"].values()))
+    out = {"largest class": f"{largest['class']} {_pct(largest['share'])} of the images "
+                            f"(validate.max_class_share {_pct(view['max_class_share'])})"
+                            + (" OVER THE LIMIT" if largest["over_limit"] else "")}
+    if sum(most["decided"].values()):
+        out["most findings"] = f"{most['class']}: " + ", ".join(f"{n} {d}" for d, n in most["decided"].items() if n)
+    return out

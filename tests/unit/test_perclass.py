@@ -16,6 +16,7 @@ from imgpipe.perclass import (
     flat_table,
     per_class_png,
     render_markdown,
+    summary,
     write_card_files,
 )
 
@@ -67,6 +68,8 @@ def test_planted_findings_and_share_land_in_their_cells():
     bee_line = next(line for line in md.splitlines() if line.startswith("| bee |"))
     assert "**over**" in bee_line and "6 flagged" in bee_line and "2 (1 flagged, 1 quarantined)" in bee_line
     assert "box_empty" not in md.split("|---|")[0] and "Not applicable to this dataset" in md
+    assert summary(view) == {"largest class": "bee 66.7% of the images (validate.max_class_share 50.0%) OVER THE LIMIT",
+                             "most findings": "bee: 6 flagged, 1 quarantined"}
 
 
 def test_a_check_that_is_off_reads_off_not_zero():
@@ -88,6 +91,7 @@ def test_a_clean_set_reads_zeros():
     md = "\n".join(render_markdown(view))
     assert "**over**" not in md and "33.3%" in md
     assert view["findings_outside_classes"] == 0
+    assert list(summary(view)) == ["largest class"]  # no "most findings" line when nothing was found
 
 
 def test_csv_and_png_are_the_same_bytes_twice(tmp_path):
