@@ -157,8 +157,8 @@ def render_markdown(view: dict) -> list[str]:
     limit = view["max_class_share"]
     lines = ["", "## Per class: balance and what the checks found", "",
              f"Share: the class's part of the {sum(r['images'] for r in view['classes'])} labelled images the gate "
-             f"counted, against `validate.max_class_share` = {_pct(limit)} (\"of limit\": the share over the "
-             "limit; above 100% fails validate). Each check column: images of the class it found and what was "
+             f"counted, against `validate.max_class_share` = {_pct(limit)} (\"of limit\": the share divided by "
+             "the limit; above 100% fails validate). Each check column: images of the class it found and what was "
              "decided; `off` = the check did not run. Picture: `per_class.png`.", ""]
     off = [v for v in view["columns"] if view["check_status"].get(v) == OFF]
     head = ["class", *c.SPLITS, "share", "of limit", *view["columns"], *REMOVED]
