@@ -162,22 +162,23 @@ def report_png(report: pd.DataFrame, path: Path, has_card: bool) -> None:
     names = report["class"].astype(str).tolist()
     y = np.arange(n)
     small = 8 if n <= 15 else 6
-    bars = fig.add_axes((0.08, 0.1, 0.3, 0.8))
+    # the three panels share their vertical extent, so a class's row lines up across them
+    bars = fig.add_axes((0.08, 0.22, 0.3, 0.68))
     bars.barh(y, report["misclassified"], color="#c44e52", height=0.7)
     bars.set_ylim(n - 0.5, -0.5)
     ticks = range(n) if n <= 40 else range(0, n, max(1, n // 20))
     bars.set_yticks(list(ticks), [names[i] for i in ticks], fontsize=small)
-    bars.set_xlim(0, 1.3)
-    bars.set_xticks(np.linspace(0, 1, 6))
+    right = min(1.0, max(0.1, float(report["misclassified"].max()) if n else 0.0))
+    bars.set_xlim(0, right * 1.45)  # room for the labels
     bars.set_xlabel("share of the class's test images misclassified")
     if n <= 25:
         for i, row in enumerate(report.itertuples(index=False)):
             if row.confused_with:
-                bars.text(row.misclassified + 0.02, i, f"-> {row.confused_with} ({row.confused_count})",
-                          va="center", fontsize=small)
+                bars.text(row.misclassified, i, f" {100 * row.misclassified:.1f}% -> {row.confused_with} "
+                          f"({row.confused_count})", va="center", fontsize=small)
     bars.set_title("Misclassified, and the class most taken for", fontsize=10)
     bars.grid(axis="x", alpha=0.3)
-    suspects = fig.add_axes((0.41, 0.1, 0.1, 0.8), sharey=bars)
+    suspects = fig.add_axes((0.41, 0.22, 0.1, 0.68), sharey=bars)
     suspects.barh(y, report["suspected_label_errors"], color="#8172b2", height=0.7)
     suspects.tick_params(axis="y", labelleft=False)
     if n <= 25:
