@@ -23,7 +23,7 @@ from typing import Any
 from imgpipe import contracts as c
 from imgpipe.errors import PipelineError
 
-CARD_JSON = "card.json"  # the card's two files under paths.card; read by no later stage
+CARD_JSON = "card.json"  # the card under paths.card (evaluate reads only its per_class.csv)
 CARD_MD = "card.md"
 PIXEL_SHA256 = "pixel_sha256"  # manifest column: sha256 of the preprocessed pixel bytes
 HASH_SPEC = "sha256 over 'item_id\\tpixel_sha256\\tlabel\\tsplit\\n' per image, sorted by item_id"

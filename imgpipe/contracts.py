@@ -85,6 +85,8 @@ PER_CLASS_METRICS = EVAL_DIR / "per_class.csv"  # class, precision, recall, f1, 
 PREDICTIONS_FILE = EVAL_DIR / "predictions.csv"  # one row per test image
 RELIABILITY_FILE = EVAL_DIR / "reliability.csv"  # reliability-diagram bins
 LABEL_ERRORS_FILE = EVAL_DIR / "label_errors.csv"  # suspected test-label errors, ranked (confident learning)
+PER_CLASS_REPORT = EVAL_DIR / "per_class_report.csv"  # per class, worst first: confusion + the card's data side
+PER_CLASS_REPORT_MD = EVAL_DIR / "per_class_report.md"  # the same for people
 EVAL_PLOTS_DIR = EVAL_DIR / "plots"  # every figure as a PNG (a DVC-cached output)
 
 # -- columns ---------------------------------------------------------------------------------------

@@ -25,15 +25,19 @@ def card() -> dict:
     )
     with atomic_dir(paths.card) as tmp:
         from imgpipe.boxcard import box_section  # detection labels: box figures
+        from imgpipe.perclass import per_class_section  # balance and check findings per class
+        from imgpipe.perclass import summary as per_class_summary
 
         boxes, box_md = box_section(paths.labels, paths.validated, tmp, built["classes"])
         built.update({"boxes": boxes} if boxes else {})
+        built["per_class"], per_class_md = per_class_section(paths.labels, paths.validated, tmp, built)
         (tmp / CARD_JSON).write_text(dumps_json(built))
-        (tmp / CARD_MD).write_text(render_markdown(built) + box_md)
+        (tmp / CARD_MD).write_text(render_markdown(built) + per_class_md + box_md)
     return {
         "images": built["images"],
         "splits": built["split_totals"],
         "content hash": built["content_hash"],
+        **per_class_summary(built["per_class"]),
         "card": f"{paths.card / CARD_MD}",
     }
 

@@ -18,8 +18,8 @@ def evaluate(params_path: Path = PARAMS_FILE) -> dict:
     cfg = load("evaluate", EvaluateParams, params_path)
     # The headline, its tables and its figures land together, from the same run, or none changes.
     with commit_outputs(c.EVAL_METRICS, c.PER_CLASS_METRICS, c.PREDICTIONS_FILE, c.RELIABILITY_FILE,
-                        c.LABEL_ERRORS_FILE, c.EVAL_PLOTS_DIR):
-        return evaluate_model(paths.model, paths.augmented, cfg)
+                        c.LABEL_ERRORS_FILE, c.PER_CLASS_REPORT, c.PER_CLASS_REPORT_MD, c.EVAL_PLOTS_DIR):
+        return evaluate_model(paths.model, paths.augmented, cfg, card_dir=paths.card)
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ Writes (names in :mod:`imgpipe.contracts`):
   predicted, confidence), the data of the confusion plots;
 - ``metrics/eval/reliability.csv``: the reliability-diagram bins;
 - ``metrics/eval/label_errors.csv``: suspected test-label errors (see :mod:`imgpipe.evaluate.label_errors`);
+- ``metrics/eval/per_class_report.csv`` and ``.md``: per class, worst first, the network's confusion
+  joined with the card's per-class table (see :mod:`imgpipe.evaluate.per_class`);
 - ``metrics/eval/plots/*.png``: every figure as an image (see :mod:`imgpipe.evaluate.plots`).
 """
 
@@ -24,8 +26,10 @@ from imgpipe.evaluate.calibration import reliability_table
 from imgpipe.evaluate.gallery import captions, most_confidently_wrong
 from imgpipe.evaluate.label_errors import label_error_table, label_errors_png
 from imgpipe.evaluate.metrics import confusion_matrix, prediction_rows, score, softmax
+from imgpipe.evaluate.per_class import write_per_class_report
 from imgpipe.io import atomic_dir, atomic_file, write_json
 from imgpipe.params.evaluate import EvaluateParams
+from imgpipe.perclass import PER_CLASS_CSV
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
@@ -33,8 +37,9 @@ def _csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False, lineterminator="\n")
 
 
-def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams) -> dict:
-    """Score, write every output, and return the stage summary."""
+def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams, card_dir: Path | None = None) -> dict:
+    """Score, write every output, and return the stage summary. ``card_dir``: the dataset card,
+    whose per-class table the per-class report joins (None: the report has the model side only)."""
     from imgpipe.evaluate import plots
     from imgpipe.inference import inference_options, load_checkpoint, predict_logits
 
@@ -73,10 +78,14 @@ def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams) -
                           tmp / plots.FILES["gallery"],
                           f"Most confidently wrong test images ({len(wrong)} of {int((probs.argmax(1) != test.y).sum())} wrong)")
         label_errors_png(errors, test.x, items, tmp / plots.FILES["label_errors"])
+        per_class_summary = write_per_class_report(  # issue 21: per class, worst first, with the data side
+            table, cm, errors, card_dir and Path(card_dir) / PER_CLASS_CSV, c.PER_CLASS_REPORT, c.PER_CLASS_REPORT_MD,
+            tmp / plots.FILES["per_class_report"])
     worst = table.sort_values(["f1", "class"]).head(3)
     return {
         **headline,
         "tta": tta,
         "weakest classes (f1)": ", ".join(f"{r['class']} {r['f1']:.3f}" for _, r in worst.iterrows()),
+        **per_class_summary,
         "plots": str(c.EVAL_PLOTS_DIR),
     }

@@ -21,6 +21,7 @@ SIZES = {
     "reliability": (700, 600),
     "gallery": (800, 950),
     "label_errors": (800, 950),  # suspected test-label errors (imgpipe.evaluate.label_errors)
+    "per_class_report": (1100, 700),  # per class, worst first (imgpipe.evaluate.per_class)
 }
 FILES = {name: f"{name}.png" for name in SIZES}
 GALLERY_COLUMNS = 4

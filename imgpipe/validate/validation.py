@@ -310,6 +310,9 @@ def validate_dataset(
         "findings_by_check": {f"{k[0]}/{k[1]}": int(v) for k, v in sorted(per_check.items())},
         **found.detail,
         "per_class": per_class,
+        # [{check: review value, status: on | off | n/a}] in check order (a list: JSON keys get sorted)
+        "check_status": [{"check": k, "status": v} for k, v in found.status.items()],
+        "max_class_share": cfg.max_class_share,  # the limit the class shares were held to
         "splits": {s: int(split_counts.get(s, 0)) for s in SPLITS},
     }
     report.quality = quality

@@ -52,6 +52,13 @@ def test_plots_render_offline_with_the_confusion_template(reproduced):
     assert {f"metrics/train/plots/png/{n}.png" for n in ("loss", "accuracy", "lr_last")} <= set(plots)
     confusion = plots["Confusion matrix (test split)"][0]["content"]
     assert confusion["data"]["values"][0].keys() >= {"actual", "predicted"}
+    # issue 21's per-class view: the card's picture, the report's picture and its bar chart
+    assert {"data/card/per_class.png", "metrics/eval/plots/per_class_report.png"} <= set(plots)
+    report = (reproduced.root / "metrics/eval/per_class_report.csv").read_text().splitlines()
+    assert report[0].startswith("rank,class,misclassified,confused_with") and len(report) == 11
+    card = json.loads((reproduced.root / "data/card/card.json").read_text())["per_class"]
+    assert [r["class"] for r in card["classes"]] == [str(d) for d in range(10)]
+    assert card["check_status"]["near_duplicate"] == "on" and "box_empty" not in card["columns"]
 
 
 def test_outputs_are_byte_identical_across_clean_runs(reproduced, tmp_path):

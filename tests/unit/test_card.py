@@ -112,10 +112,19 @@ def test_the_stage_writes_the_same_bytes_twice(tmp_path, monkeypatch):
     write_json(tmp_path / "data/raw/source.json", SOURCE)
     write_json(tmp_path / "data/labels/classes.json", {"classes": CLASSES})
     write_json(tmp_path / "metrics/data_quality.json", {"images_valid": 12})
+    # the per-class view's inputs (imgpipe.perclass): every finding, every image's label, what ran
+    write_parquet(pd.DataFrame({"item_id": ["img/001.png"], "check": ["ood"], "decision": ["flagged"]}),
+                  tmp_path / "data/validated/review.parquet")
+    write_parquet(dataset()[["item_id", "label"]], tmp_path / "data/labels/labels.parquet")
+    write_json(tmp_path / "data/validated/quality_detail.json", {"check_status": [{"check": "ood", "status": "on"}],
+                                                                      "max_class_share": 0.9})
+    files = (CARD_JSON, CARD_MD, "per_class.csv", "per_class.png")
     stage.main()
-    first = {name: (tmp_path / "data/card" / name).read_bytes() for name in (CARD_JSON, CARD_MD)}
+    first = {name: (tmp_path / "data/card" / name).read_bytes() for name in files}
     stage.main()
-    assert {name: (tmp_path / "data/card" / name).read_bytes() for name in (CARD_JSON, CARD_MD)} == first
+    assert {name: (tmp_path / "data/card" / name).read_bytes() for name in files} == first
+    assert json.loads(first[CARD_JSON])["per_class"]["classes"][1]["checks"]["ood"]["flagged"] == 1  # a dog
+    assert b"## Per class: balance and what the checks found" in first[CARD_MD]
     assert json.loads(first[CARD_JSON])["images"] == 12
     assert first[CARD_MD].startswith(b"# Dataset card: pets\n")  # the source's name, not "dataset"
 

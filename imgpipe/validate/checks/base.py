@@ -106,6 +106,11 @@ class Check:
         """Off when its params say ``enabled: false`` (checks without that key always run)."""
         return bool(getattr(self.params(cfg), "enabled", True))
 
+    def values_off(self, cfg: Any) -> tuple[str, ...]:
+        """Review values of ``writes`` this check will not look for although it runs (a part of
+        it switched off by its params); the per-class table shows them as "off", not 0."""
+        return ()
+
     def applies(self, ctx: CheckContext) -> bool:
         """Whether this dataset has what the check looks at (box checks: boxes). A check that does
         not apply is skipped like one that is off: no findings, no counters."""

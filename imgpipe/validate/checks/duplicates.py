@@ -39,6 +39,9 @@ class DuplicatesCheck(Check):
     order = 20
     needs_pixels = False  # exact duplicates need none; near duplicates use them when they can be read
 
+    def values_off(self, cfg) -> tuple[str, ...]:
+        return () if cfg.near_duplicates.enabled else ("near_duplicate",)
+
     def run(self, ctx: CheckContext) -> CheckResult:
         cfg = ctx.cfg
         df = ctx.rows

@@ -42,6 +42,9 @@ class ChecksOutcome:
     detail: dict = field(default_factory=dict)
     review_order: dict[str, int] = field(default_factory=dict)  # review ``check`` value -> its check's order
     ran: list[str] = field(default_factory=list)  # names of the checks that ran, in order
+    # review ``check`` value -> "on" | "off" | "n/a" (the dataset has nothing it looks at), for every
+    # registered check: what the card's per-class table shows instead of a 0 (imgpipe.perclass)
+    status: dict[str, str] = field(default_factory=dict)
 
 
 def _check_result(check: Check, result) -> None:
@@ -62,9 +65,14 @@ def run_checks(ctx: CheckContext, checks: list[Check] | None = None) -> ChecksOu
     frames, pairs_a, pairs_b, owner = [], [], [], {}
     with threadpool_limits(limits=CHECK_THREADS):
         for check in checks:
-            if (not check.enabled(ctx.cfg) or not check.applies(ctx)
-                    or (check.needs_pixels and not ctx.has_pixels)):
+            if not check.enabled(ctx.cfg) or (check.needs_pixels and not ctx.has_pixels):
+                out.status.update(dict.fromkeys(check.writes, "off"))
                 continue
+            if not check.applies(ctx):
+                out.status.update(dict.fromkeys(check.writes, "n/a"))
+                continue
+            off = set(check.values_off(ctx.cfg))
+            out.status.update({value: "off" if value in off else "on" for value in check.writes})
             result = check.run(ctx)
             _check_result(check, result)
             out.ran.append(check.name)
