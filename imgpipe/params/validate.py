@@ -90,7 +90,7 @@ class ValidateParams(Section):
     max_reject_fraction: float = Field(0.05, ge=0, le=1)  # undecodable files (preprocess rejects)
     min_class_count: int = Field(1, ge=0)  # fewer images of any frozen class fails the stage
     max_class_share: float = Field(1.0, gt=0, le=1)  # one class above this share fails the stage
-    val_fraction: float = Field(0.15, ge=0, lt=1)
+    val_fraction: float = Field(0.05, ge=0, lt=1)
     test_fraction: float = Field(0.2, ge=0, lt=1)
     seed: int = Field(2024, ge=0)
     exact_duplicates: ExactDuplicateParams = ExactDuplicateParams()

@@ -158,6 +158,20 @@ def test_each_model_takes_its_own_recipe_unless_a_value_is_set():
         TrainParams(label_smoothing=1.5)
 
 
+def test_auto_width_and_epochs_follow_the_train_split_size_and_a_set_value_wins():
+    from imgpipe.train.recipes import LARGE_TRAIN_SET, resolve_scale
+
+    small = resolve_scale(TrainParams(), LARGE_TRAIN_SET - 1)
+    large = resolve_scale(TrainParams(), LARGE_TRAIN_SET)
+    assert (small.width, small.epochs) == (16, 10)  # the built-in digits: seconds on a CPU
+    assert (large.width, large.epochs) == (64, 18)  # CIFAR-10-sized: airbench94's width
+    mine = resolve_scale(TrainParams(width=32, epochs=3), 10**6)
+    assert (mine.width, mine.epochs) == (32, 3)
+    assert resolve_scale(large, 10) == large  # resolved values stay (the resume key sees numbers)
+    with pytest.raises(ValueError, match="epochs"):
+        TrainParams(epochs=0)
+
+
 def test_small_datasets_get_smaller_batches_and_proportional_lr():
     cfg = TrainParams(batch_size=512, lr=0.8, min_steps_per_epoch=8)
     assert effective_batch(1221, cfg) == 153 and effective_batch(34000, cfg) == 512
