@@ -40,7 +40,7 @@ def test_clean_dataset_passes_with_stratified_splits(tmp_path):
     result = _run(manifest, table, issues)
     assert len(result.quarantine) == 0
     counts = result.dataset.groupby(["split", "label"]).size()
-    # Drawn per item (stable under corrections): 60 images, ~12 to test (0.2), ~7 to val (0.15 of the rest).
+    # Drawn per item (stable under corrections): 60 images, ~12 to test (0.2), ~2 to val (0.05 of the rest).
     sizes = counts.groupby(level="split").sum()
     assert 6 <= sizes["test"] <= 18 and 2 <= sizes["val"] <= 12 and sizes.sum() == 60
     assert result.quality["expectations_failed"] == 0
