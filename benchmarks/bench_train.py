@@ -111,10 +111,11 @@ def throughput(augmented: Path) -> None:
     from torch import nn
 
     sys.path.insert(0, str(PROJECT))
-    from imgpipe.contracts import load_augmented_meta, load_split
+    from imgpipe.contracts import load_augmented_meta
     from imgpipe.inference import make_model
     from imgpipe.params.base import load
     from imgpipe.params.train import TrainParams
+    from imgpipe.storedsplit import load_split
     from imgpipe.train import data as tdata
     from imgpipe.train.loop import make_optimizer
 

@@ -90,8 +90,9 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
     from tqdm import tqdm
 
     from imgpipe import torchenv
-    from imgpipe.contracts import load_augmented_meta, load_split
+    from imgpipe.contracts import PREPROCESS_INFO_FILE, SHARDS_DIR, load_augmented_meta
     from imgpipe.inference import make_model
+    from imgpipe.storedsplit import load_split
     from imgpipe.train import checkpoint as ckpt
     from imgpipe.train import distributed
     from imgpipe.train.live import EpochLog
@@ -104,7 +105,8 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
         torchenv.configure(cfg.threads, cfg.seed, dist.device)
         meta, norm = load_augmented_meta(paths.augmented)
         flip = bool(meta.get("hflip", False))  # augment.hflip, recorded by the augment stage
-        train_split, val_split = load_split(paths.augmented, "train"), load_split(paths.augmented, "val")
+        train_split = load_split(paths.augmented, "train", paths.preprocessed)
+        val_split = load_split(paths.augmented, "val", paths.preprocessed)
         options = model_options(cfg)
         try:
             model = make_model(cfg.model, meta, norm, options)
@@ -116,7 +118,10 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
         mode = torchenv.precision_mode(dist.device, cfg.bf16)
 
         # CPU weights depend on the thread count (reduction order), so the key holds the count used.
+        # The data: augment's indexes and copies, and the preprocessed shards they point into.
         parts = ckpt.run_key_parts(cfg.model_dump(mode="json"), paths.augmented, CODE,
+                                   more_inputs=(Path(paths.preprocessed) / SHARDS_DIR,
+                                                Path(paths.preprocessed) / PREPROCESS_INFO_FILE),
                                    extra={"flip": flip, "world": dist.world, "pretrained": pretrained_sha,
                                           "precision": mode, "device": dist.device.type,
                                           "threads": torch.get_num_threads()})

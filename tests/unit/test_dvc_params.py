@@ -29,6 +29,7 @@ PARTIAL = {
     ("preprocess", "labels"): {"labels.task", "labels.detection.crops",
                                 "labels.detection.crop_padding", "labels.detection.cache_dir"},
     ("augment", "download"): {"download.source"},
+    ("augment", "preprocess"): {"preprocess.jpeg_quality", "preprocess.shard_max_mb"},
     ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
