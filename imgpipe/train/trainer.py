@@ -55,14 +55,15 @@ def _epoch_line(state, epochs: int, seconds: float) -> str:
 
 
 # What made the model's input pixels (with the checkpoint's "norm"): predict decodes with these.
-PREPROCESS_RECORD = ("mode", "size", "resize", "background")
+# store, jpeg_quality: a jpeg store trains on JPEG-decoded pixels, so predict round-trips the same way.
+PREPROCESS_RECORD = ("mode", "size", "resize", "background", "store", "jpeg_quality")
 
 
 def preprocess_record(preprocess_cfg) -> dict | None:
     if preprocess_cfg is None:
         return None
     dump = preprocess_cfg.model_dump(mode="json")
-    return {k: dump[k] for k in PREPROCESS_RECORD}
+    return {**{k: dump[k] for k in PREPROCESS_RECORD}, "store": preprocess_cfg.resolved_store}
 
 
 def previous_outputs_note(paths) -> str:

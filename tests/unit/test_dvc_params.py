@@ -30,7 +30,8 @@ PARTIAL = {
                                 "labels.detection.crop_padding", "labels.detection.cache_dir"},
     ("augment", "download"): {"download.source"},
     ("augment", "preprocess"): {"preprocess.jpeg_quality", "preprocess.shard_max_mb"},
-    ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background"},
+    ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background",
+                              "preprocess.store", "preprocess.jpeg_quality"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 
