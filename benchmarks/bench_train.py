@@ -121,7 +121,7 @@ def throughput(augmented: Path) -> None:
 
     torch.set_num_threads(os.cpu_count() or 1)
     meta, norm = load_augmented_meta(augmented)
-    train = load_split(augmented, "train")
+    train = load_split(augmented, "train", augmented.parent / "preprocessed")  # the clone's, not the cwd's
     cfg = load("train", TrainParams, PROJECT / "params.yaml")
     from imgpipe.torchenv import autocast, bf16_supported, mixed_precision
     from imgpipe.train.recipes import resolve_recipe

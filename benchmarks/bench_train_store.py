@@ -72,8 +72,10 @@ def project(work: Path, images: np.ndarray, store: str) -> tuple[Path, Path]:
     return pre, aug
 
 
-def measure(x, y, size: int, batch: int, steps: int, workers: int, train: bool) -> float:
-    """Images per second over ``steps`` batches (after one warm-up batch)."""
+def measure(x, y, size: int, batch: int, steps: int, workers: int, train: bool) -> tuple[float, float]:
+    """Images per second of wall time, and per CPU-second of this process (all its threads; not the
+    decode workers'), over ``steps`` batches after one warm-up batch. On a shared machine the
+    wall figure follows the load; the CPU figure (what one image costs) much less."""
     import torch
     from torch import nn
 
@@ -87,11 +89,11 @@ def measure(x, y, size: int, batch: int, steps: int, workers: int, train: bool) 
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     gen = tdata.batch_generator(0, 0)
-    seen, start = 0, None
+    seen, start, cpu = 0, None, None
     with BatchReader(x, workers) as read:
         for i, (idx, xb) in enumerate(zip(batches, read(batches), strict=True)):
             if i == 1:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
             xb = tdata.flip_translate_batch(xb, gen, True, 2)
             if train:
                 loss = loss_fn(net(xb.permute(0, 3, 1, 2).float() / 255), torch.from_numpy(y[idx]))
@@ -100,7 +102,7 @@ def measure(x, y, size: int, batch: int, steps: int, workers: int, train: bool) 
                 opt.step()
             if i >= 1:
                 seen += len(idx)
-    return seen / (time.perf_counter() - start)
+    return seen / (time.perf_counter() - start), seen / max(time.process_time() - cpu, 1e-9)
 
 
 def main() -> None:
@@ -110,35 +112,41 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    # One torch thread by default: on a shared machine OpenMP threads spin and the figures follow
+    # the load; with one the CPU-second figures say what an image costs.
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     import torch
 
     from imgpipe.storedsplit import load_split
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     print(f"{args.images} images per size, batch {args.batch}, {args.steps} timed steps, LeNet; "
           f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads; load {os.getloadavg()[0]:.1f}")
     disk = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             images = photos(args.images, size)
-            print(f"\n{size}x{size}: images/s, reading (read + flip/translate) | training (LeNet step)")
+            print(f"\n{size}x{size}: images/s, reading (read + flip/translate) | training (LeNet step); "
+                  "[per CPU-second of the training process]")
             old = Path(tmp) / f"old-{size}.npy"
             np.save(old, images[: args.images - 16])
             base_x = np.load(old, mmap_mode="r")
             base_y = (np.arange(len(base_x)) % 10).astype(np.int64)
-            base_read = measure(base_x, base_y, size, args.batch, args.steps, 0, False)
-            base_train = measure(base_x, base_y, size, args.batch, args.steps, 0, True)
-            print(f"  raw train_x.npy (old layout)    {base_read:9.0f} | {base_train:7.0f}")
+            (base_read, base_read_cpu) = measure(base_x, base_y, size, args.batch, args.steps, 0, False)
+            (base_train, base_train_cpu) = measure(base_x, base_y, size, args.batch, args.steps, 0, True)
+            print(f"  raw train_x.npy (old layout)    {base_read:9.0f} | {base_train:7.0f}   "
+                  f"[{base_read_cpu:9.0f} | {base_train_cpu:7.0f}]")
             for store in STORES:
                 pre, aug = project(Path(tmp) / f"{store}-{size}", images, store)
                 split = load_split(aug, "train", pre)
                 for workers in ([0] if store == "pixels" else [0, args.workers]):
-                    r = measure(split.x, split.y, size, args.batch, args.steps, workers, False)
-                    t = measure(split.x, split.y, size, args.batch, args.steps, workers, True)
+                    r, r_cpu = measure(split.x, split.y, size, args.batch, args.steps, workers, False)
+                    t, t_cpu = measure(split.x, split.y, size, args.batch, args.steps, workers, True)
                     print(f"  {store:6s} store, {workers} workers       {r:9.0f} | {t:7.0f}   "
-                          f"({r / base_read:.2f}x | {t / base_train:.2f}x the raw array)")
+                          f"[{r_cpu:9.0f} | {t_cpu:7.0f}]   wall {r / base_read:.2f}x | {t / base_train:.2f}x, "
+                          f"CPU {r_cpu / base_read_cpu:.2f}x | {t_cpu / base_train_cpu:.2f}x the raw array")
                 per = (tree_bytes(pre) + tree_bytes(aug)) / args.images
                 disk.append((size, store, tree_bytes(pre) / args.images, tree_bytes(aug) / args.images, per))
     print("\nbytes per image in data/ (preprocessed + augmented, augment.copies 0); DVC's cache holds "
