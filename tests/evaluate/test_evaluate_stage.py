@@ -45,7 +45,8 @@ def _run(root, monkeypatch):
 
 
 def test_outputs_plots_and_determinism(tmp_path, monkeypatch, capsys):
-    _project(tmp_path)
+    # A JPEG store (what preprocess.store auto keeps above 64x64), decoded in the stage's process.
+    _project(tmp_path, store="jpeg", evaluate={"decode_workers": 0, "batch_size": 16})
     _run(tmp_path, monkeypatch)
     assert "evaluate: done in" in capsys.readouterr().err
     headline = json.loads((tmp_path / "metrics/eval.json").read_text())
@@ -69,6 +70,8 @@ def test_outputs_plots_and_determinism(tmp_path, monkeypatch, capsys):
         with Image.open(path) as im:
             assert im.size == (width, height), name
     first = {p: (tmp_path / p).read_bytes() for p in OUTPUTS}
+    # Again with two DataLoader decode workers: the same bytes.
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"decode_workers": 2, "batch_size": 16}}))
     _run(tmp_path, monkeypatch)
     assert {p: (tmp_path / p).read_bytes() for p in OUTPUTS} == first
 
@@ -129,22 +132,3 @@ def test_empty_test_split_is_one_line(tmp_path, monkeypatch, capsys):
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("evaluate failed: data/augmented/test_items.parquet: the test split is empty")
 
-
-def test_a_jpeg_store_is_evaluated_on_its_decoded_pixels_in_decode_workers(tmp_path, monkeypatch):
-    from imgpipe.evaluate.metrics import softmax
-    from imgpipe.inference import load_checkpoint, predict_logits
-    from imgpipe.storedsplit import load_split
-
-    from factories import write_store
-
-    # 72x72: preprocess.store auto keeps these as JPEG; two decode workers read the test split.
-    _project(tmp_path, n=12, store="jpeg", size=72, evaluate={"decode_workers": 2, "batch_size": 5})
-    _run(tmp_path, monkeypatch)
-    test = load_split(tmp_path / "data/augmented", "test", tmp_path / "data/preprocessed")
-    assert test.x.encoded and test.x.shape == (12, 72, 72, 3)
-    _, _, stored = write_store(tmp_path / "again", random_images(12, size=72, seed=1), "jpeg")
-    assert np.array_equal(np.asarray(test.x), stored)  # what the store gives back: the decoded JPEGs
-    model, _ = load_checkpoint(tmp_path / "models/model.pt")
-    want = softmax(predict_logits(model, stored, 12).numpy())
-    got = pd.read_csv(tmp_path / "metrics/eval/predictions.csv")
-    assert np.allclose(got["confidence"], want.max(1), atol=1e-5)
