@@ -82,6 +82,16 @@ class StoredImages:
         view._key = self._key[rows]
         return view
 
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first row that points outside its shard (a stale index)."""
+        for key in np.unique(self._key):
+            rows = np.nonzero(self._key == key)[0]
+            size = len(self._shard(int(key)))
+            bad = rows[(self.offset[rows] < 0) | (self.offset[rows] >= size)]
+            if len(bad):
+                raise ValueError(f"row {int(bad[0])} points at image {int(self.offset[bad[0]])} of "
+                                 f"{_DIRS[int(key) >> 40]} shard {int(key) & ((1 << 40) - 1)}, which holds {size}")
+
     # -- reads ---------------------------------------------------------------------------------------
     def _shard(self, key: int):
         arr = self._open.get(key)
@@ -154,6 +164,7 @@ def load_split(augmented_dir: Path | str, split: str, preprocessed_dir: Path | s
         raise _corrupt(index_path, "augment", f"no {', '.join(missing)} column")
     try:
         x = stored_images(index, preprocessed_dir, augmented_dir)
+        x.check()
     except ValueError as exc:
         raise _corrupt(index_path, "augment", str(exc)) from None
     return SplitArrays(x, np.array(index[LABEL_INDEX], dtype=np.int64))  # writable: torch takes it

@@ -40,6 +40,10 @@ def test_reads_like_an_array_across_shards_and_directories(tmp_path, store):
     assert np.array_equal(np.asarray(images), want)
     with pytest.raises(IndexError):
         images[42]
+    images.check()
+    images.offset[5] = 99  # an index that no longer matches its shards: one clear line, not a crash later
+    with pytest.raises(ValueError, match="row 5 points at image 99 of preprocessed shard 0, which holds"):
+        StoredImages(images.dirs, images.where, images.shard, images.offset, (8, 8, 3), images.encoded).check()
 
 
 def test_worker_batches_come_in_the_asked_order(tmp_path):
