@@ -138,15 +138,20 @@ def evaluate_stage(work: Path, model_path: Path, x, y, ids, tta: bool) -> tuple[
     import pandas as pd
     import yaml
 
-    from imgpipe.io import write_parquet
+    from imgpipe.augment import index_rows
+    from imgpipe.io import write_json, write_parquet
+    from imgpipe.preprocess.shards import ShardWriter
 
     project = work / ("eval-tta" if tta else "eval")
-    aug = project / "data" / "augmented"
+    aug, pre = project / "data" / "augmented", project / "data" / "preprocessed"
     aug.mkdir(parents=True)
-    np.save(aug / "test_x.npy", x)
-    np.save(aug / "test_y.npy", y)
-    write_parquet(pd.DataFrame({"item_id": ids, "source_path": ids, "copy": np.zeros(len(ids), np.int64)}),
-                  aug / "test_items.parquet")
+    # A raw-pixel preprocessed store and augment's test index into it (the evaluate stage's inputs).
+    writer = ShardWriter(pre, x.shape[1:], 1 << 30)
+    shard, offset = writer.add(x)
+    write_json(pre / "info.json", {"size": list(x.shape[1:3]), "channels": x.shape[3], "store": "pixels",
+                                   "shards": writer.close()})
+    rows = pd.DataFrame({"item_id": ids, "source_path": ids, "label_index": y, "shard": shard, "shard_offset": offset})
+    write_parquet(index_rows(rows, 0), aug / "test_items.parquet")
     (project / "models").mkdir()
     (project / "models" / "model.pt").write_bytes(model_path.read_bytes())
     (project / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"tta": tta}}))

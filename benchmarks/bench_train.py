@@ -111,16 +111,17 @@ def throughput(augmented: Path) -> None:
     from torch import nn
 
     sys.path.insert(0, str(PROJECT))
-    from imgpipe.contracts import load_augmented_meta, load_split
+    from imgpipe.contracts import load_augmented_meta
     from imgpipe.inference import make_model
     from imgpipe.params.base import load
     from imgpipe.params.train import TrainParams
+    from imgpipe.storedsplit import load_split
     from imgpipe.train import data as tdata
     from imgpipe.train.loop import make_optimizer
 
     torch.set_num_threads(os.cpu_count() or 1)
     meta, norm = load_augmented_meta(augmented)
-    train = load_split(augmented, "train")
+    train = load_split(augmented, "train", augmented.parent / "preprocessed")  # the clone's, not the cwd's
     cfg = load("train", TrainParams, PROJECT / "params.yaml")
     from imgpipe.torchenv import autocast, bf16_supported, mixed_precision
     from imgpipe.train.recipes import resolve_recipe, resolve_scale

@@ -33,7 +33,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("imgpipe", "imgpipe.errors", "imgpipe.contracts", "imgpipe.io", "imgpipe.params", "imgpipe.stage",
      "imgpipe.arrayfiles", "imgpipe.rawdata", "imgpipe.torchenv", "imgpipe.labeltable"),
     ("imgpipe.privacy",),  # the download stage's take-downs, metadata strip and faces; pseudonyms
-    ("imgpipe.download", "imgpipe.sources", "imgpipe.preprocess", "imgpipe.labelstudio"),
+    ("imgpipe.download", "imgpipe.sources", "imgpipe.preprocess", "imgpipe.labelstudio",
+     "imgpipe.storedsplit"),  # storedsplit: reads the preprocessed shards (augment, train, evaluate)
     ("imgpipe.labels",),
     ("imgpipe.validate", "imgpipe.clean", "imgpipe.split"),
     ("imgpipe.card", "imgpipe.boxcard", "imgpipe.augment"),

@@ -1,9 +1,14 @@
-"""Offline, seeded augmentation of the train split into memory-mappable arrays.
+"""The augment stage: per split an index of where each image's pixels are, the train split's
+normalisation statistics, and offline augmented copies of the train split when asked for.
+
+The originals are not copied: the index points at their shards in ``data/preprocessed`` (read by
+:mod:`imgpipe.storedsplit`). Offline copies are written as shards of augment's own, in the store
+preprocess chose (raw pixels, or JPEG/PNG with ``preprocess.jpeg_quality``).
 
 Each augmented copy draws its parameters from ``default_rng([seed, copy])`` for the whole train
 split at once, and the pixel work runs in fixed-size batches, so the bytes do not depend on
 batching. Geometry (crop, rotation, flips) is one affine warp per image; colour jitter
-(brightness, contrast, saturation, hue) is per-image arithmetic. val and test are copied as they are.
+(brightness, contrast, saturation, hue) is per-image arithmetic.
 """
 
 from __future__ import annotations
@@ -160,76 +165,111 @@ def norm_stats(images: np.ndarray, batch: int = 4096) -> tuple[list[float], list
     return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
 
 
-def write_train_split(
-    images: np.ndarray, labels: np.ndarray, cfg: AugmentParams, x_path: Path, y_path: Path, progress=None
-) -> int:
-    """Write originals followed by ``cfg.copies`` augmented copies; returns the row count."""
-    n = images.shape[0]
-    rows = n * (1 + cfg.copies)
-    out = np.lib.format.open_memmap(x_path, mode="w+", dtype=np.uint8, shape=(rows, *images.shape[1:]))
-    out[:n] = images
-    for copy in range(1, cfg.copies + 1):
-        d = draw(cfg, n, copy)
-        for start in range(0, n, BATCH):
-            sl = slice(start, min(start + BATCH, n))
-            out[copy * n + sl.start : copy * n + sl.stop] = apply_drawn_transforms(images[sl], d, sl)
-            if progress is not None:
-                progress.update(sl.stop - sl.start)
-    out.flush()
-    del out
-    np.save(y_path, np.tile(np.asarray(labels, dtype=np.int64), 1 + cfg.copies))
-    return rows
+def shard_writer(out_dir: Path, store: str, image_shape: tuple[int, int, int], max_bytes: int, quality: int):
+    """A shard writer for offline copies in ``store``: ``add(uint8 batch) -> (shard, offset)``."""
+    from imgpipe.preprocess.shards import EncodedShardWriter, ShardWriter, encode_image
+
+    if store == "pixels":
+        return ShardWriter(out_dir, image_shape, max_bytes)
+    writer = EncodedShardWriter(out_dir, max_bytes)
+
+    class _Encoding:
+        def add(self, block: np.ndarray):
+            return writer.add([encode_image(image, store, quality) for image in block])
+
+        def close(self):
+            return writer.close()
+
+    return _Encoding()
 
 
-def item_rows(rows, copies: int):
-    """``ITEM_COLUMNS`` + ``copy`` for the originals followed by ``copies`` augmented copies."""
+def write_copies(images, cfg: AugmentParams, writer, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``cfg.copies`` augmented copies of ``images`` (an array or a lazy
+    :class:`imgpipe.storedsplit.StoredImages`) through ``writer``; return the (shard, offset) of
+    every copy, copy-major (all of copy 1, then copy 2, ...). Each batch of originals is read once."""
+    n = len(images)
+    shard = np.empty((cfg.copies, n), dtype=np.int64)
+    offset = np.empty((cfg.copies, n), dtype=np.int64)
+    draws = [draw(cfg, n, copy) for copy in range(1, cfg.copies + 1)]
+    for start in range(0, n, BATCH):
+        sl = slice(start, min(start + BATCH, n))
+        batch = np.asarray(images[sl])
+        for copy, d in enumerate(draws):
+            shard[copy, sl], offset[copy, sl] = writer.add(apply_drawn_transforms(batch, d, sl))
+        if progress is not None:
+            progress.update((sl.stop - sl.start) * cfg.copies)
+    return shard.reshape(-1), offset.reshape(-1)
+
+
+def index_rows(rows, copies: int, copy_shard=None, copy_offset=None):
+    """The split's index: ``ITEM_COLUMNS``, ``copy``, ``label_index`` and where the pixels are, for
+    the originals (in ``data/preprocessed``) followed by ``copies`` augmented copies (augment's own
+    shards at ``copy_shard``/``copy_offset``)."""
     import pandas as pd
 
-    from imgpipe.contracts import COPY, ITEM_COLUMNS
+    from imgpipe import contracts as c
+    from imgpipe.storedsplit import IN_AUGMENTED, IN_PREPROCESSED
 
-    base = rows[list(ITEM_COLUMNS)].reset_index(drop=True).astype("string")
-    frames = [base.assign(**{COPY: copy}) for copy in range(1 + copies)]
-    items = pd.concat(frames, ignore_index=True)
-    items[COPY] = items[COPY].astype("int64")
-    return items
+    base = rows[list(c.ITEM_COLUMNS)].reset_index(drop=True).astype("string")
+    labels = rows[c.LABEL_INDEX].to_numpy(dtype=np.int64)
+    n = len(base)
+    frames = [base.assign(**{c.COPY: 0, c.LABEL_INDEX: labels, c.PIXELS_IN: IN_PREPROCESSED,
+                             c.SHARD: rows[c.SHARD].to_numpy(np.int64),
+                             c.SHARD_OFFSET: rows[c.SHARD_OFFSET].to_numpy(np.int64)})]
+    for copy in range(1, copies + 1):
+        at = slice((copy - 1) * n, copy * n)
+        frames.append(base.assign(**{c.COPY: copy, c.LABEL_INDEX: labels, c.PIXELS_IN: IN_AUGMENTED,
+                                     c.SHARD: copy_shard[at], c.SHARD_OFFSET: copy_offset[at]}))
+    index = pd.concat(frames, ignore_index=True)
+    for col in (c.COPY, c.LABEL_INDEX, c.SHARD, c.SHARD_OFFSET):
+        index[col] = index[col].astype("int64")
+    index[c.PIXELS_IN] = index[c.PIXELS_IN].astype("string")
+    return index
 
 
-def build(dataset, preprocessed_dir: Path, out_dir: Path, cfg: AugmentParams, classes: list[str]) -> dict:
-    """Write each split's images, labels and item ids, plus ``norm.json`` and ``meta.json``, into ``out_dir``."""
+def build(dataset, preprocessed_dir: Path, out_dir: Path, cfg: AugmentParams, classes: list[str],
+          jpeg_quality: int = 90, shard_max_mb: float = 256.0) -> dict:
+    """Write each split's index, ``norm.json``, ``meta.json`` and (``cfg.copies > 0``) the offline
+    copies' shards into ``out_dir``; ``jpeg_quality`` and ``shard_max_mb`` are preprocess's, so
+    copies are stored like the originals."""
     from tqdm import tqdm
 
     from imgpipe import contracts
     from imgpipe.io import write_json, write_parquet
-    from imgpipe.preprocess.shards import gather
+    from imgpipe.preprocess.shards import stored_image_shape
+    from imgpipe.storedsplit import stored_images
 
+    store = contracts.read_json_output(Path(preprocessed_dir) / contracts.PREPROCESS_INFO_FILE,
+                                       "preprocess").get("store", "pixels")
+    shape = stored_image_shape(preprocessed_dir)
     counts = {}
-    shape = None
     norm = None
     for split in contracts.SPLITS:
         rows = dataset[dataset[contracts.SPLIT] == split]
         if rows.empty:
             raise ValueError(f"the {split} split is empty")
-        images = gather(preprocessed_dir, rows[contracts.SHARD].to_numpy(), rows[contracts.SHARD_OFFSET].to_numpy())
-        labels = rows[contracts.LABEL_INDEX].to_numpy(dtype=np.int64)
-        shape = images.shape[1:]
-        x_path, y_path = out_dir / contracts.split_x_file(split), out_dir / contracts.split_y_file(split)
+        originals = index_rows(rows, 0)
+        images = stored_images(originals, preprocessed_dir, out_dir)
         copies = cfg.copies if split == "train" else 0
+        copy_shard = copy_offset = None
         if split == "train":
             mean, std = norm_stats(images)
             norm = {"mean": mean, "std": std}
-            with tqdm(total=len(images) * cfg.copies, desc="augment", unit="img", disable=None) as bar:
-                counts[split] = write_train_split(images, labels, cfg, x_path, y_path, bar)
-        else:
-            np.save(x_path, images)
-            np.save(y_path, labels)
-            counts[split] = len(images)
-        write_parquet(item_rows(rows, copies), out_dir / contracts.split_items_file(split))
-        counts[f"{split}_originals"] = len(images)
+            if copies:
+                writer = shard_writer(out_dir, store, shape, int(shard_max_mb * 2**20), jpeg_quality)
+                with tqdm(total=len(images) * copies, desc="augment", unit="img", disable=None) as bar:
+                    copy_shard, copy_offset = write_copies(images, cfg, writer, bar)
+                writer.close()
+        index = index_rows(rows, copies, copy_shard, copy_offset)
+        write_parquet(index, out_dir / contracts.split_items_file(split))
+        counts[split] = len(index)
+        counts[f"{split}_originals"] = len(rows)
     write_json(out_dir / contracts.NORM_FILE, norm)
     # hflip: mirrored images are valid for this data (augment.hflip); train then flips batches and
     # evaluates with flip TTA, reading it here so the train stage needs no augment params.
+    # preprocessed: where the originals' shards are (imgpipe.storedsplit.load_split reads them there).
     meta = {"classes": list(classes), "counts": counts, "height": shape[0], "width": shape[1], "channels": shape[2],
-            "hflip": cfg.hflip is True}
+            "hflip": cfg.hflip is True, "store": store, "preprocessed": Path(preprocessed_dir).as_posix()}
     write_json(out_dir / contracts.AUGMENTED_META_FILE, meta)
     return meta
 

@@ -59,18 +59,10 @@ NORM_FILE = "norm.json"
 AUGMENTED_META_FILE = "meta.json"
 
 
-def split_x_file(split: str) -> str:
-    """uint8 ``(N, H, W, C)`` images of one split."""
-    return f"{split}_x.npy"
-
-
-def split_y_file(split: str) -> str:
-    """int64 ``(N,)`` label indices of one split."""
-    return f"{split}_y.npy"
-
-
 def split_items_file(split: str) -> str:
-    """One row per row of ``split_x_file``: ``ITEM_COLUMNS`` plus ``copy`` (0 = the original)."""
+    """The index of one split, one row per image the split holds (originals, then offline copies):
+    ``ITEM_COLUMNS`` + ``copy`` (0 = the original) + ``label_index`` + where its pixels are
+    (``pixels_in``, ``shard``, ``shard_offset``); see :mod:`imgpipe.storedsplit`."""
     return f"{split}_items.parquet"
 
 
@@ -99,6 +91,7 @@ SPLIT = "split"  # train | val | test, assigned by validate
 SHARD = "shard"
 SHARD_OFFSET = "shard_offset"
 COPY = "copy"  # augmented copy number; 0 = the original image
+PIXELS_IN = "pixels_in"  # augment's index: "preprocessed" (an original) or "augmented" (an offline copy)
 # What travels with every image from validate on (augmented rows, predictions, review rows), so
 # any later output joins back to the image.
 ITEM_COLUMNS = (ITEM_ID, SOURCE_PATH)
@@ -165,23 +158,14 @@ def read_classes(labels_dir: Path | str) -> list[str]:
 
 @dataclass(frozen=True)
 class SplitArrays:
-    x: Any  # uint8 (N, H, W, C), memory-mapped
+    x: Any  # uint8 (N, H, W, C): an array, or imgpipe.storedsplit.StoredImages (reads like a memmap)
+    # imgpipe.storedsplit.load_split reads one split of the augment stage's output
     y: Any  # int64 (N,)
 
 
-def load_split(augmented_dir: Path | str, split: str) -> SplitArrays:
-    """One split of the augment stage's output: images (memory-mapped) and label indices."""
-    augmented_dir = Path(augmented_dir)
-    x = read_array(augmented_dir / split_x_file(split), "augment")
-    y = read_array(augmented_dir / split_y_file(split), "augment", mmap=False)
-    if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
-        raise _corrupt(augmented_dir / split_x_file(split), "augment",
-                       f"{split} arrays do not match: images {x.shape}, labels {y.shape}")
-    return SplitArrays(x, y)
-
-
 def load_items(augmented_dir: Path | str, split: str):
-    """``item_id``, ``source_path`` and ``copy`` of every row of ``load_split(...).x``."""
+    """``item_id``, ``source_path`` and ``copy`` (and where the pixels are) of every row of
+    ``imgpipe.storedsplit.load_split(...).x``."""
     return read_table(Path(augmented_dir) / split_items_file(split), "augment")
 
 

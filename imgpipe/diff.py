@@ -513,11 +513,15 @@ def _flips_png(report: dict, side: Revision, path: Path) -> bool:
 
 
 def read_shard_image(side: Revision, shard: int, offset: int):
-    """One image of a preprocessed shard, read through DVC without loading the whole shard."""
+    """One image of a preprocessed shard, read through DVC without loading the whole shard (raw
+    pixels, or one JPEG/PNG of an encoded shard, found by its byte index)."""
     import numpy as np
 
-    from imgpipe.preprocess.shards import shard_name
+    from imgpipe.preprocess.shards import encoded_shard_name, shard_name
 
+    encoded = (side.paths.preprocessed / encoded_shard_name(shard)).as_posix()
+    if side.fs.exists(encoded):
+        return _read_encoded_image(side, encoded, shard, offset)
     path = (side.paths.preprocessed / shard_name(shard)).as_posix()
     with side.fs.open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
@@ -531,6 +535,29 @@ def read_shard_image(side: Revision, shard: int, offset: int):
         else:
             fh.read(start - fh.tell())
         return np.frombuffer(fh.read(size), dtype=dtype).reshape(shape[1:])
+
+
+def _read_encoded_image(side: Revision, encoded: str, shard: int, offset: int):
+    import io
+    import json
+
+    import numpy as np
+
+    from imgpipe.contracts import PREPROCESS_INFO_FILE
+    from imgpipe.preprocess.shards import decode_image, encoded_index_name
+
+    base = side.paths.preprocessed
+    with side.fs.open((base / encoded_index_name(shard)).as_posix(), "rb") as fh:
+        bounds = np.load(io.BytesIO(fh.read()), allow_pickle=False)
+    with side.fs.open((base / PREPROCESS_INFO_FILE).as_posix(), "rb") as fh:
+        channels = int(json.loads(fh.read())["channels"])
+    start, stop = int(bounds[offset]), int(bounds[offset + 1])
+    with side.fs.open(encoded, "rb") as fh:
+        if fh.seekable():
+            fh.seek(start)
+        else:
+            fh.read(start)
+        return decode_image(fh.read(stop - start), channels)
 
 
 # -- the `imgpipe diff` subcommand ----------------------------------------------------------------

@@ -42,19 +42,20 @@ def make_model(arch: str, meta: dict, norm: dict, options: dict | None = None) -
 
 
 def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int, bf16: bool = False,
-                   tta: bool = False) -> torch.Tensor:
+                   tta: bool = False, workers: int = 0) -> torch.Tensor:
     """Float logits (on the CPU) for uint8 NHWC images, batch by batch, on the model's device (AMP on
     a GPU, bf16 autocast on a CPU when ``bf16``); ``tta`` averages with the mirror image (pass the
-    checkpoint's ``tta``)."""
+    checkpoint's ``tta``). ``x`` may be an array or a stored split (:mod:`imgpipe.storedsplit`),
+    whose batches then decode in ``workers`` processes."""
+    from imgpipe.storedsplit import BatchReader, sequential_batches
     from imgpipe.torchenv import autocast
 
     device = next(model.parameters()).device
     model.eval()
     outs = []
-    with torch.no_grad(), autocast(device, bf16 or device.type == "cuda"):
-        for start in range(0, x.shape[0], batch_size):
-            # np.array copies: memory-mapped slices are read-only, which torch warns about.
-            batch = torch.from_numpy(np.array(x[start : start + batch_size])).to(device)
+    with torch.no_grad(), autocast(device, bf16 or device.type == "cuda"), BatchReader(x, workers) as read:
+        for batch in read(sequential_batches(x.shape[0], batch_size)):
+            batch = batch.to(device)
             logits = model(batch).float()
             if tta:
                 logits = (logits + model(batch.flip(2)).float()) / 2

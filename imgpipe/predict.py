@@ -211,6 +211,7 @@ def _decode(item: Input, cfg) -> tuple[np.ndarray | None, str]:
     from PIL import Image
 
     from imgpipe.preprocess.decode import Reject, to_model_pixels
+    from imgpipe.preprocess.shards import as_stored
 
     if item.file is None:
         return None, "no such file"
@@ -223,7 +224,8 @@ def _decode(item: Input, cfg) -> tuple[np.ndarray | None, str]:
             # preprocess.max_pixels rejects large images with its own `too_large` line; Pillow's
             # warning about the same image would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return to_model_pixels(data, cfg), ""
+            # A jpeg store's model trained on JPEG-decoded pixels: give it the same (lossless: as is).
+            return as_stored(to_model_pixels(data, cfg), cfg.resolved_store, cfg.jpeg_quality), ""
     except Reject as exc:
         return None, str(exc)
 

@@ -19,7 +19,7 @@ def evaluate(params_path: Path = PARAMS_FILE) -> dict:
     # The headline, its tables and its figures land together, from the same run, or none changes.
     with commit_outputs(c.EVAL_METRICS, c.PER_CLASS_METRICS, c.PREDICTIONS_FILE, c.RELIABILITY_FILE,
                         c.LABEL_ERRORS_FILE, c.PER_CLASS_REPORT, c.PER_CLASS_REPORT_MD, c.EVAL_PLOTS_DIR):
-        return evaluate_model(paths.model, paths.augmented, cfg, card_dir=paths.card)
+        return evaluate_model(paths.model, paths.augmented, cfg, paths.preprocessed, card_dir=paths.card)
 
 
 def main() -> None:

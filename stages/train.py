@@ -1,4 +1,4 @@
-"""Stage 6, train: the CNN on the augmented arrays; resumable; per-epoch metrics with DVCLive.
+"""Stage 6, train: the CNN on the images augment indexes (any preprocess.store); resumable; per-epoch metrics with DVCLive.
 
 With ``train.nproc > 1`` the stage reruns itself under ``torchrun`` on this node (DDP); started by
 ``torchrun`` (several nodes), every rank runs this and rank 0 alone writes.

@@ -72,3 +72,35 @@ def write_labels(out: Path, item_ids: list[str], labels: list[int | None], class
     cols = ["item_id", "reference", "problem", "detail", "action"]
     write_parquet(pd.DataFrame(issues or [], columns=cols).astype("string"), out / "issues.parquet")
     return table
+
+
+def write_store(out: Path, images: np.ndarray, store: str = "pixels", quality: int = 90,
+                max_bytes: int = 1 << 28) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shards and ``info.json`` of a preprocessed store (``pixels``, ``jpeg`` or ``png``), written by
+    the real shard writers; returns ``(shard, offset, pixels as stored)`` (JPEG-decoded for jpeg)."""
+    from imgpipe.preprocess.shards import EncodedShardWriter, ShardWriter, decode_image, encode_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    channels = images.shape[-1]
+    if store == "pixels":
+        writer = ShardWriter(out, images.shape[1:], max_bytes)
+        shard, offset = writer.add(images)
+        stored = images
+    else:
+        writer = EncodedShardWriter(out, max_bytes)
+        encoded = [encode_image(image, store, quality) for image in images]
+        shard, offset = writer.add(encoded)
+        stored = np.stack([decode_image(data, channels) for data in encoded])
+    shards = writer.close()
+    write_json(out / "info.json", {"mode": "L" if channels == 1 else "RGB", "size": list(images.shape[1:3]),
+                                   "channels": channels, "store": store, "shards": shards})
+    return shard, offset, stored
+
+
+def split_frame(item_ids: list[str], labels, splits, shard, offset) -> pd.DataFrame:
+    """The columns of validate's dataset table that the augment stage reads."""
+    return pd.DataFrame({"item_id": pd.Series(item_ids, dtype="string"),
+                         "source_path": pd.Series(item_ids, dtype="string"),
+                         "split": pd.Series(list(splits), dtype="string"),
+                         "label_index": np.asarray(labels, dtype=np.int64),
+                         "shard": np.asarray(shard, dtype=np.int64), "shard_offset": np.asarray(offset, dtype=np.int64)})

@@ -37,25 +37,29 @@ def _csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False, lineterminator="\n")
 
 
-def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams, card_dir: Path | None = None) -> dict:
-    """Score, write every output, and return the stage summary. ``card_dir``: the dataset card,
-    whose per-class table the per-class report joins (None: the report has the model side only)."""
+def evaluate_model(model_path: Path, augmented_dir: Path, cfg: EvaluateParams,
+                   preprocessed_dir: Path | None = None, card_dir: Path | None = None) -> dict:
+    """Score, write every output, and return the stage summary. The test images are read where
+    augment's index points (``preprocessed_dir``, default: the one augment read). ``card_dir``: the
+    dataset card, whose per-class table the per-class report joins (None: the model side only)."""
     from imgpipe.evaluate import plots
     from imgpipe.inference import inference_options, load_checkpoint, predict_logits
+    from imgpipe.storedsplit import load_split, resolve_workers
 
     model, checkpoint = load_checkpoint(model_path)
     classes = list(checkpoint["classes"])
-    test = c.load_split(augmented_dir, "test")
+    test = load_split(augmented_dir, "test", preprocessed_dir)
     items = c.load_items(augmented_dir, "test")
     if len(items) != len(test.y):
         raise PipelineError(f"{augmented_dir / c.split_items_file('test')}: {len(items)} rows for "
                               f"{len(test.y)} test images; rebuild it with `dvc repro -f augment`")
     if not len(test.y):
-        raise PipelineError(f"{augmented_dir / c.split_x_file('test')}: the test split is empty; "
+        raise PipelineError(f"{augmented_dir / c.split_items_file('test')}: the test split is empty; "
                               "raise validate.test_fraction or add images")
     options = inference_options(checkpoint, cfg.tta)
     tta = options["tta"]
-    probs = softmax(predict_logits(model, test.x, cfg.batch_size, **options).numpy())
+    workers = resolve_workers(cfg.decode_workers, test.x)
+    probs = softmax(predict_logits(model, test.x, cfg.batch_size, workers=workers, **options).numpy())
     headline, table = score(test.y, probs, classes, cfg.ece_bins)
     errors = label_error_table(items, test.y, probs, classes)  # confident learning on the test split
     headline["suspected_label_errors"] = len(errors)

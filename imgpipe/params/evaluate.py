@@ -16,3 +16,5 @@ class EvaluateParams(Section):
     tta: bool | Literal["model"] = "model"
     ece_bins: int = Field(15, ge=1, le=1000)  # equal-width confidence bins of the calibration error
     gallery_size: int = Field(16, ge=0, le=16)  # most confidently wrong test images drawn
+    # DataLoader worker processes decoding a JPEG/PNG store's test images; auto as train.decode_workers
+    decode_workers: int | Literal["auto"] = "auto"

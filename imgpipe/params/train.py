@@ -43,6 +43,10 @@ class TrainParams(Section):
     # The environment variable IMGPIPE_FORCE_BF16=1/0 overrides it (CI runs the bf16 path anywhere).
     bf16: bool | Literal["auto"] = "auto"
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = all cores
+    # DataLoader worker processes decoding batches of a JPEG/PNG store (imgpipe.storedsplit); auto:
+    # none for raw pixels (memory-mapped reads are faster), cores - 1 (at most 4) for encoded stores.
+    # Not in the resume key: the weights are the same for every count.
+    decode_workers: int | Literal["auto"] = "auto"
     nproc: int = Field(1, ge=1)  # processes on this node: > 1 reruns the stage under torchrun (DDP)
     checkpoint_dir: str = ".cache/train"  # resume checkpoints (outside DVC's outputs, gitignored)
     seed: int = Field(42, ge=0)

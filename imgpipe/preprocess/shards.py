@@ -78,6 +78,14 @@ def decode_image(data: bytes, channels: int) -> np.ndarray:
     return image.reshape(image.shape[0], image.shape[1], channels)
 
 
+def as_stored(image: np.ndarray, store: str, quality: int) -> np.ndarray:
+    """The pixels ``store`` gives back for ``image``: a JPEG round trip (what the pipeline hashed
+    and trained on), the pixels themselves for the lossless stores."""
+    if store != "jpeg":
+        return image
+    return decode_image(encode_image(image, store, quality), image.shape[-1])
+
+
 class EncodedShard:
     """One encoded shard, read lazily: ``len()``, ``shape`` and ``[i]`` / ``[array]`` like a
     memory-mapped ``.npy`` shard, decoding on access."""

@@ -16,7 +16,7 @@ from imgpipe.errors import PipelineError
 
 # Params that do not change the computed weights. (``threads`` does, on CPU: the key holds the
 # thread count actually used, in ``extra``.)
-NOT_IN_KEY = {"checkpoint_dir", "nproc", "threads"}
+NOT_IN_KEY = {"checkpoint_dir", "nproc", "threads", "decode_workers"}
 
 
 def _hash_file(h, path: Path) -> None:
@@ -35,14 +35,19 @@ def _hash_tree(base: Path, relative: bool) -> str:
     return h.hexdigest()
 
 
-def run_key_parts(cfg_dump: dict, input_dir: Path, code_paths: list[Path], extra: dict | None = None) -> dict:
+def run_key_parts(cfg_dump: dict, input_dir: Path, code_paths: list[Path], extra: dict | None = None,
+                  more_inputs: tuple[Path, ...] = ()) -> dict:
     """What decides the weights: the params, ``extra`` (precision, threads, ...), and hashes of the
-    training inputs and of the code. Saved in the resume checkpoint to say why one is discarded."""
+    training inputs (``input_dir`` and ``more_inputs``, files or folders) and of the code. Saved in
+    the resume checkpoint to say why one is discarded."""
+    data = _hash_tree(Path(input_dir), True)
+    if more_inputs:  # e.g. the preprocessed shards augment's index points into
+        data = hashlib.sha256("".join([data, *(_hash_tree(Path(p), True) for p in more_inputs)]).encode()).hexdigest()
     code = hashlib.sha256()
     for base in map(Path, code_paths):
         code.update(_hash_tree(base, relative=False).encode())
     params = {k: v for k, v in cfg_dump.items() if k not in NOT_IN_KEY}
-    return json.loads(json.dumps({"params": params, "extra": extra or {}, "data": _hash_tree(Path(input_dir), True),
+    return json.loads(json.dumps({"params": params, "extra": extra or {}, "data": data,
                                   "code": code.hexdigest()}, sort_keys=True, default=str))
 
 

@@ -1,6 +1,6 @@
 """Training inputs: epoch orders, rank shards, batch reads and batch augmentation.
 
-The arrays are the augment stage's, memory-mapped (``imgpipe.contracts.load_split``).
+The arrays are the augment stage's, memory-mapped (``imgpipe.storedsplit.load_split``: the shards augment indexes).
 
 Everything on the hot path works on whole batches: a batch is one fancy-index read from the
 memory-mapped array, and flip + translation is one gather on the uint8 batch (no per-image Python).

@@ -140,6 +140,7 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
     from torch import nn
 
     from imgpipe.inference import predict_logits
+    from imgpipe.storedsplit import BatchReader, resolve_workers
     from imgpipe.torchenv import autocast, mixed_precision, precision_mode
     from imgpipe.train.recipes import resolve_recipe, resolve_scale
 
@@ -162,6 +163,10 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
     trace = os.environ.get("IMGPIPE_TRAIN_TRACE")  # test hook: record the sample ids each rank sees
     if state.epoch == 0 and hasattr(_unwrap(model), "init_whitening"):
         _init_whitening(model, train, cfg.seed)
+    # Encoded stores decode the epoch's batches in worker processes, in the epoch's order; the batch
+    # augmentation below stays here, so the weights do not depend on the worker count.
+    workers = resolve_workers(cfg.decode_workers, train.x)
+    reader = BatchReader(train.x, workers)  # its worker processes end with it, when fit returns
     while state.epoch < cfg.epochs and not state.stopped_early:
         epoch = state.epoch
         gen = tdata.batch_generator(cfg.seed, epoch, rank)
@@ -169,9 +174,9 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
         model.train()
         sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
         lr = cfg.lr
-        for idx in batches:
+        for idx, xb in zip(batches, reader(batches), strict=True):
             lr = _set_lr(optimizer, cfg, state.step, total)
-            xb, yb = tdata.read_batch(train, idx)
+            yb = torch.from_numpy(train.y[idx])
             xb = tdata.flip_translate_batch(xb, gen, flip, cfg.translate)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with autocast(device, mode):
@@ -204,7 +209,7 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
             _ema_update(model, state.ema, 1.0)  # the averaged weights at the end of every epoch
         if not weights_finite(model):
             raise _non_finite("a weight", epoch + 1, state.step, precision)
-        val_logits = predict_logits(model, val.x[rank::world], 512, bf16=amp, tta=tta)
+        val_logits = predict_logits(model, val.x[rank::world], 512, bf16=amp, tta=tta, workers=workers)
         val_y = torch.from_numpy(val.y[rank::world])
         val_sums = torch.tensor([
             float(nn.functional.cross_entropy(val_logits, val_y, reduction="sum")) if len(val_y) else 0.0,

@@ -55,14 +55,15 @@ def _epoch_line(state, epochs: int, seconds: float) -> str:
 
 
 # What made the model's input pixels (with the checkpoint's "norm"): predict decodes with these.
-PREPROCESS_RECORD = ("mode", "size", "resize", "background")
+# store, jpeg_quality: a jpeg store trains on JPEG-decoded pixels, so predict round-trips the same way.
+PREPROCESS_RECORD = ("mode", "size", "resize", "background", "store", "jpeg_quality")
 
 
 def preprocess_record(preprocess_cfg) -> dict | None:
     if preprocess_cfg is None:
         return None
     dump = preprocess_cfg.model_dump(mode="json")
-    return {k: dump[k] for k in PREPROCESS_RECORD}
+    return {**{k: dump[k] for k in PREPROCESS_RECORD}, "store": preprocess_cfg.resolved_store}
 
 
 def previous_outputs_note(paths) -> str:
@@ -90,8 +91,9 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
     from tqdm import tqdm
 
     from imgpipe import torchenv
-    from imgpipe.contracts import load_augmented_meta, load_split
+    from imgpipe.contracts import PREPROCESS_INFO_FILE, SHARDS_DIR, load_augmented_meta
     from imgpipe.inference import make_model
+    from imgpipe.storedsplit import load_split
     from imgpipe.train import checkpoint as ckpt
     from imgpipe.train import distributed
     from imgpipe.train.live import EpochLog
@@ -104,7 +106,8 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
         torchenv.configure(cfg.threads, cfg.seed, dist.device)
         meta, norm = load_augmented_meta(paths.augmented)
         flip = bool(meta.get("hflip", False))  # augment.hflip, recorded by the augment stage
-        train_split, val_split = load_split(paths.augmented, "train"), load_split(paths.augmented, "val")
+        train_split = load_split(paths.augmented, "train", paths.preprocessed)
+        val_split = load_split(paths.augmented, "val", paths.preprocessed)
         cfg = resolve_scale(cfg, len(train_split.y))  # "auto" width/epochs; the resume key sees the values
         log.info("train: %s width %s, %d epochs on %d images", cfg.model, cfg.width, cfg.epochs, len(train_split.y))
         options = model_options(cfg)
@@ -118,7 +121,10 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
         mode = torchenv.precision_mode(dist.device, cfg.bf16)
 
         # CPU weights depend on the thread count (reduction order), so the key holds the count used.
+        # The data: augment's indexes and copies, and the preprocessed shards they point into.
         parts = ckpt.run_key_parts(cfg.model_dump(mode="json"), paths.augmented, CODE,
+                                   more_inputs=(Path(paths.preprocessed) / SHARDS_DIR,
+                                                Path(paths.preprocessed) / PREPROCESS_INFO_FILE),
                                    extra={"flip": flip, "world": dist.world, "pretrained": pretrained_sha,
                                           "precision": mode, "device": dist.device.type,
                                           "threads": torch.get_num_threads()})

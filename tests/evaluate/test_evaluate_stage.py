@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from evalkit import CLASSES, random_images, save_checkpoint
+from evalkit import CLASSES, SIZE, random_images, save_checkpoint
 from PIL import Image
 
 from imgpipe.evaluate import plots
@@ -20,17 +20,20 @@ OUTPUTS = ["metrics/eval.json", "metrics/eval/per_class.csv", "metrics/eval/pred
            "metrics/eval/reliability.csv", "metrics/eval/label_errors.csv", *(f"metrics/eval/plots/{f}" for f in sorted(plots.FILES.values()))]
 
 
-def _project(root, n: int = N, evaluate: dict | None = None):
+def _project(root, n: int = N, evaluate: dict | None = None, store: str = "pixels", size: int = SIZE):
+    """A preprocessed store (``store``) of ``n`` test images, augment's test index into it, a model."""
+    from imgpipe.augment import index_rows
+
+    from factories import split_frame, write_store
+
     aug = root / "data" / "augmented"
     aug.mkdir(parents=True)
-    x = random_images(n, seed=1)
+    x = random_images(n, size=size, seed=1)
     y = np.arange(n, dtype=np.int64) % len(CLASSES)
-    np.save(aug / "test_x.npy", x)
-    np.save(aug / "test_y.npy", y)
-    write_parquet(pd.DataFrame({"item_id": [f"photos/img{i:03d}.png" for i in range(n)],
-                                "source_path": [f"photos/img{i:03d}.png" for i in range(n)],
-                                "copy": np.zeros(n, np.int64)}), aug / "test_items.parquet")
-    save_checkpoint(root / "models" / "model.pt")
+    shard, offset, _ = write_store(root / "data" / "preprocessed", x, store)
+    ids = [f"photos/img{i:03d}.png" for i in range(n)]
+    write_parquet(index_rows(split_frame(ids, y, ["test"] * n, shard, offset), 0), aug / "test_items.parquet")
+    save_checkpoint(root / "models" / "model.pt", size=size)
     (root / "params.yaml").write_text(yaml.safe_dump({"evaluate": evaluate or {}}))
 
 
@@ -42,7 +45,8 @@ def _run(root, monkeypatch):
 
 
 def test_outputs_plots_and_determinism(tmp_path, monkeypatch, capsys):
-    _project(tmp_path)
+    # A JPEG store (what preprocess.store auto keeps above 64x64), decoded in the stage's process.
+    _project(tmp_path, store="jpeg", evaluate={"decode_workers": 0, "batch_size": 16})
     _run(tmp_path, monkeypatch)
     assert "evaluate: done in" in capsys.readouterr().err
     headline = json.loads((tmp_path / "metrics/eval.json").read_text())
@@ -66,6 +70,8 @@ def test_outputs_plots_and_determinism(tmp_path, monkeypatch, capsys):
         with Image.open(path) as im:
             assert im.size == (width, height), name
     first = {p: (tmp_path / p).read_bytes() for p in OUTPUTS}
+    # Again with two DataLoader decode workers: the same bytes.
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"decode_workers": 2, "batch_size": 16}}))
     _run(tmp_path, monkeypatch)
     assert {p: (tmp_path / p).read_bytes() for p in OUTPUTS} == first
 
@@ -85,7 +91,9 @@ def test_flip_tta_changes_the_probabilities(tmp_path, monkeypatch):
     from imgpipe.inference import load_checkpoint, predict_logits
 
     model, _ = load_checkpoint(tmp_path / "tta/models/model.pt")
-    x = np.load(tmp_path / "tta/data/augmented/test_x.npy")
+    from imgpipe.storedsplit import load_split
+
+    x = np.asarray(load_split(tmp_path / "tta/data/augmented", "test", tmp_path / "tta/data/preprocessed").x)
     mean_logits = (predict_logits(model, x, 8) + predict_logits(model, x[:, :, ::-1].copy(), 8)) / 2
     assert np.allclose(tta, softmax(mean_logits.numpy()).max(1), atol=1e-5)
     assert torch.equal(predict_logits(model, x, 8, tta=True), mean_logits)
@@ -122,4 +130,5 @@ def test_empty_test_split_is_one_line(tmp_path, monkeypatch, capsys):
         _run(tmp_path, monkeypatch)
     assert exc.value.code == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("evaluate failed: data/augmented/test_x.npy: the test split is empty")
+    assert line.startswith("evaluate failed: data/augmented/test_items.parquet: the test split is empty")
+

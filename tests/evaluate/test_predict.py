@@ -193,3 +193,44 @@ def test_grey_model_gets_grey_pixels(tmp_path):
     (tmp_path / "one.png").write_bytes(png(random_images(1, size=40)[0]))
     assert _predict("one.png", "--out", "p.csv") == 0
     assert pd.read_csv(tmp_path / "p.csv")["error"].isna().all()
+
+
+def test_a_jpeg_store_model_gets_jpeg_decoded_pixels_and_diff_reads_the_store(tmp_path):
+    import torch
+
+    from imgpipe.params.preprocess import PreprocessParams
+    from imgpipe.preprocess.shards import as_stored
+
+    path = save_checkpoint(tmp_path / "models" / "model.pt", size=72)
+    checkpoint = torch.load(path, weights_only=True)
+    record = {"mode": "RGB", "size": [72, 72], "resize": "stretch", "background": [255, 255, 255],
+              "store": "jpeg", "jpeg_quality": 75}  # what the train stage records on a jpeg store
+    checkpoint["preprocess"] = record
+    torch.save(checkpoint, path)
+    (tmp_path / "in").mkdir()
+    images = random_images(3, size=72, seed=7)
+    for i, pixels in enumerate(images):
+        (tmp_path / "in" / f"p{i}.png").write_bytes(png(pixels))
+    assert _predict("in", "--out", "p.csv") == 0
+    got = pd.read_csv(tmp_path / "p.csv").sort_values("path")
+    model, _ = load_checkpoint(path)
+    cfg = PreprocessParams.model_validate(record)
+    x = np.stack([to_model_pixels((tmp_path / "in" / f"p{i}.png").read_bytes(), cfg) for i in range(3)])
+    stored = np.stack([as_stored(image, "jpeg", 75) for image in x])
+    assert not np.array_equal(stored, x)  # the round trip is not a no-op on these images
+    expected = softmax(predict_logits(model, stored, 8).numpy())
+    assert np.allclose(got["confidence"], expected.max(1), atol=1e-6)
+    # `imgpipe diff` reads single images of either store through a file system (DVC's at a revision).
+    from types import SimpleNamespace
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    from imgpipe.diff import read_shard_image
+
+    from factories import write_store
+
+    for store in ("jpeg", "pixels"):
+        shard, offset, pixels = write_store(tmp_path / store, stored, store, max_bytes=20_000)
+        side = SimpleNamespace(fs=LocalFileSystem(), paths=SimpleNamespace(preprocessed=tmp_path / store))
+        for i in range(3):
+            assert np.array_equal(read_shard_image(side, int(shard[i]), int(offset[i])), pixels[i])

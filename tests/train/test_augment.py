@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from imgpipe.augment import apply_drawn_transforms, draw, norm_stats, write_train_split
+from imgpipe.augment import apply_drawn_transforms, draw, norm_stats
 from imgpipe.params.augment import AugmentParams
 
 from factories import class_images
@@ -51,17 +51,58 @@ def test_grayscale_images_are_supported():
     assert out.shape == images.shape and out.dtype == np.uint8
 
 
-def test_train_split_holds_originals_then_copies(tmp_path):
+def _augment(root, images, labels, store: str, copies: int):
+    """The real augment build over a preprocessed ``store`` of ``images`` (all train but 2 val, 2 test)."""
+    from imgpipe.augment import build
+
+    from factories import split_frame, write_store
+
+    shard, offset, stored = write_store(root / "pre", images, store)
+    splits = ["train"] * (len(images) - 4) + ["val", "val", "test", "test"]
+    dataset = split_frame([f"i{k}.png" for k in range(len(images))], labels, splits, shard, offset)
+    (root / "aug").mkdir(parents=True)
+    meta = build(dataset, root / "pre", root / "aug", AugmentParams(copies=copies), ["a", "b"], jpeg_quality=90)
+    return meta, stored
+
+
+def test_no_copies_writes_an_index_and_no_pixels(tmp_path):
+    from imgpipe.contracts import load_items
+    from imgpipe.storedsplit import load_split
+
     images, labels = class_images(5, 2, size=16)
-    cfg = AugmentParams(copies=2)
-    rows = write_train_split(images, labels, cfg, tmp_path / "x.npy", tmp_path / "y.npy")
-    x, y = np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "y.npy")
-    assert rows == 30 and x.shape == (30, 16, 16, 3)
-    assert np.array_equal(x[:10], images) and np.array_equal(y, np.tile(labels, 3))
-    again = tmp_path / "again"
-    again.mkdir()
-    write_train_split(images, labels, cfg, again / "x.npy", again / "y.npy")
-    assert (again / "x.npy").read_bytes() == (tmp_path / "x.npy").read_bytes()
+    meta, stored = _augment(tmp_path, images, labels, "pixels", 0)
+    assert sorted(p.name for p in (tmp_path / "aug").iterdir()) == [
+        "meta.json", "norm.json", "test_items.parquet", "train_items.parquet", "val_items.parquet"]
+    train = load_split(tmp_path / "aug", "train")  # preprocessed dir from meta.json
+    assert meta["counts"]["train"] == 6 and meta["store"] == "pixels"
+    assert np.array_equal(np.asarray(train.x), images[:6]) and np.array_equal(train.y, labels[:6])
+    items = load_items(tmp_path / "aug", "test")
+    assert items["pixels_in"].tolist() == ["preprocessed"] * 2 and items["shard_offset"].tolist() == [8, 9]
+    assert np.array_equal(load_split(tmp_path / "aug", "test").x[1], images[9])
+
+
+def test_copies_are_stored_like_the_originals_and_byte_stable(tmp_path):
+    from imgpipe.contracts import load_items
+    from imgpipe.preprocess.shards import decode_image, encode_image
+    from imgpipe.storedsplit import load_split
+
+    images, labels = class_images(4, 2, size=72)  # 72x72: preprocess.store auto picks jpeg
+    _augment(tmp_path / "a", images, labels, "jpeg", 2)
+    _augment(tmp_path / "b", images, labels, "jpeg", 2)
+    aug = tmp_path / "a" / "aug"
+    assert sorted(p.name for p in (aug / "shards").iterdir()) == ["shard-00000.bin", "shard-00000.idx.npy"]
+    for rel in ("shards/shard-00000.bin", "train_items.parquet", "norm.json"):
+        assert (aug / rel).read_bytes() == (tmp_path / "b" / "aug" / rel).read_bytes()
+    train = load_split(aug, "train")
+    items = load_items(aug, "train")
+    assert len(train.y) == 12 and items["copy"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert items["pixels_in"].tolist() == ["preprocessed"] * 4 + ["augmented"] * 8
+    originals = np.asarray(train.x[:4])
+    d = draw(AugmentParams(copies=2), 4, copy=2)
+    want = apply_drawn_transforms(originals, d, slice(0, 4))
+    want = np.stack([decode_image(encode_image(image, "jpeg", 90), 3) for image in want])
+    assert np.array_equal(np.asarray(train.x[8:]), want)
+    assert np.array_equal(train.y, np.tile(labels[:4], 3))
 
 
 def test_channel_stats_match_numpy():

@@ -107,15 +107,16 @@ def test_ctrl_c_is_one_line_and_keeps_checkpoint_and_previous_metrics(tmp_path, 
     assert "not in the workspace: models/model.pt" in last and "`dvc checkout models/model.pt" in last
     assert previous.read_text() == '{"previous": true}\n'
     assert len(list((ws / ".cache" / "train").glob("resume-*.pt"))) == 1
-    # A params change, or new data from the augment stage (same shapes, one label moved), makes
-    # that checkpoint stale: it is discarded, not resumed.
+    # A params change, or new pixels from the preprocess stage (same index, one pixel moved: augment
+    # keeps no copy of the images, so train reads the preprocessed shards), makes that checkpoint
+    # stale: it is discarded, not resumed.
     if change == "params":
         set_params(ws, "train", lr=0.1)
     else:
-        labels = ws / "data" / "augmented" / "train_y.npy"
-        y = np.load(labels)
-        y[0] = (y[0] + 1) % 3
-        np.save(labels, y)
+        shard = ws / "data" / "preprocessed" / "shards" / "shard-00000.npy"
+        x = np.load(shard)
+        x[0, 0, 0, 0] ^= 1
+        np.save(shard, x)
     rerun = run_stage(ws)
     assert rerun.returncode == 0, rerun.stderr
     assert "discarded the checkpoint" in rerun.stderr and "resuming" not in rerun.stderr

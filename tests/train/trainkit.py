@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +20,21 @@ def make_images(n: int, size: int = 16, classes: int = 3, channels: int = 3, see
 
 
 def write_augmented(out: Path, n_train: int = 96, n_val: int = 24, size: int = 16, classes: int = 3,
-                    channels: int = 3) -> Path:
+                    channels: int = 3, store: str = "pixels", copies: int = 0) -> Path:
+    """A preprocessed store in ``out.parent / "preprocessed"`` and the augment stage's output for it in
+    ``out`` (made by the real :func:`imgpipe.augment.build`)."""
+    from imgpipe.augment import build
+    from imgpipe.params.augment import AugmentParams
+
+    from factories import split_frame, write_store
+
+    parts = [make_images(n, size, classes, channels, seed) for n, seed in ((n_train, 0), (n_val, 1), (n_val, 2))]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_val
+    pre = out.parent / "preprocessed"
+    shard, offset, _ = write_store(pre, x, store)
+    dataset = split_frame([f"img{i:04d}.png" for i in range(len(x))], y, splits, shard, offset)
     out.mkdir(parents=True, exist_ok=True)
-    for split, n, seed in (("train", n_train, 0), ("val", n_val, 1), ("test", n_val, 2)):
-        x, y = make_images(n, size, classes, channels, seed)
-        np.save(out / f"{split}_x.npy", x)
-        np.save(out / f"{split}_y.npy", y)
-    x = np.load(out / "train_x.npy").astype(np.float64) / 255
-    norm = {"mean": [round(float(v), 6) for v in x.mean((0, 1, 2))],
-            "std": [round(float(v), 6) for v in x.std((0, 1, 2))]}
-    (out / "norm.json").write_text(json.dumps(norm))
-    meta = {"classes": [f"c{i}" for i in range(classes)], "height": size, "width": size, "channels": channels,
-            "counts": {"train": n_train, "val": n_val, "test": n_val}, "hflip": True}
-    (out / "meta.json").write_text(json.dumps(meta))
+    build(dataset, pre, out, AugmentParams(copies=copies, hflip=True), [f"c{i}" for i in range(classes)])
     return out
-
-

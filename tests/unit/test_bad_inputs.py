@@ -16,12 +16,10 @@ import numpy as np
 import pytest
 import yaml
 
-from imgpipe.augment import item_rows
 from imgpipe.errors import PipelineError
-from imgpipe.io import write_json, write_parquet
 from imgpipe.validate.suite import load_suite, run_suite
 
-from factories import class_images, write_labels, write_preprocessed
+from factories import class_images, split_frame, write_labels, write_preprocessed, write_store
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["a", "b", "c"]
@@ -64,18 +62,23 @@ def labelled_inputs(root: Path, size: int = 12, n_per_class: int = 10) -> None:
 
 
 def augmented_inputs(root: Path, size: int) -> Path:
-    aug = root / "data" / "augmented"
-    aug.mkdir(parents=True)
-    import pandas as pd
+    """A preprocessed pixel store and the augment stage's index of it (the real augment build)."""
+    from imgpipe.augment import build
+    from imgpipe.params.augment import AugmentParams
 
+    frames, images = [], []
     for split, n, seed in (("train", 8, 0), ("val", 3, 1), ("test", 3, 2)):
         x, y = class_images(n, len(CLASSES), size=size, seed=seed)
-        np.save(aug / f"{split}_x.npy", x)
-        np.save(aug / f"{split}_y.npy", y.astype(np.int64))
-        ids = [f"{split}/{i}.png" for i in range(len(y))]
-        write_parquet(item_rows(pd.DataFrame({"item_id": ids, "source_path": ids}), 0), aug / f"{split}_items.parquet")
-    write_json(aug / "meta.json", {"classes": CLASSES, "height": size, "width": size, "channels": 3, "counts": {}})
-    write_json(aug / "norm.json", {"mean": [0.3] * 3, "std": [0.3] * 3})
+        images.append(x)
+        frames.append((split, y))
+    x = np.concatenate(images)
+    shard, offset, _ = write_store(root / "data" / "preprocessed", x)
+    splits = [split for split, y in frames for _ in y]
+    labels = np.concatenate([y for _, y in frames])
+    dataset = split_frame([f"{s}/{i}.png" for i, s in enumerate(splits)], labels, splits, shard, offset)
+    aug = root / "data" / "augmented"
+    aug.mkdir(parents=True)
+    build(dataset, root / "data" / "preprocessed", aug, AugmentParams(), CLASSES)
     return aug
 
 

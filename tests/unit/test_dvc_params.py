@@ -29,7 +29,9 @@ PARTIAL = {
     ("preprocess", "labels"): {"labels.task", "labels.detection.crops",
                                 "labels.detection.crop_padding", "labels.detection.cache_dir"},
     ("augment", "download"): {"download.source"},
-    ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background"},
+    ("augment", "preprocess"): {"preprocess.jpeg_quality", "preprocess.shard_max_mb"},
+    ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background",
+                              "preprocess.store", "preprocess.jpeg_quality"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 
