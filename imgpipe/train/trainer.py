@@ -109,13 +109,15 @@ def train_model(paths, cfg, download_cfg=None, preprocess_cfg=None) -> tuple[dic
         train_split = load_split(paths.augmented, "train", paths.preprocessed)
         val_split = load_split(paths.augmented, "val", paths.preprocessed)
         cfg = resolve_scale(cfg, len(train_split.y))  # "auto" width/epochs; the resume key sees the values
-        log.info("train: %s width %s, %d epochs on %d images", cfg.model, cfg.width, cfg.epochs, len(train_split.y))
         options = model_options(cfg)
         try:
             model = make_model(cfg.model, meta, norm, options)
         except ValueError as exc:
             raise PipelineError(f"train.model={cfg.model}: {exc}") from None
         pretrained_sha = load_pretrained(model, cfg, download_cfg) if cfg.pretrained else ""
+        if dist.is_main:  # after the model is built: a refused model stays a one-line failure
+            log.info("train: %s%s, %d epochs on %d train images", cfg.model,
+                     f" width {cfg.width}" if "width" in options else "", cfg.epochs, len(train_split.y))
         model = model.to(dist.device)
         amp, precision = torchenv.mixed_precision(dist.device, cfg.bf16)
         mode = torchenv.precision_mode(dist.device, cfg.bf16)
