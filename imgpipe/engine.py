@@ -1,7 +1,7 @@
 """Run one function over many tasks, here or on Dask distributed, and get the results in task order.
 
 The engine of the stages whose per-item work is embarrassingly parallel (preprocess; validate's
-per-chunk features). A section opts in with the :class:`imgpipe.params.engine.EngineParams`
+per-chunk features). A section opts in with the :class:`imgpipe.params.base.EngineParams`
 keys (``engine: local | dask``, ``dask_address``, ``dask_workers``) plus its own local worker
 count, and calls::
 
@@ -60,7 +60,7 @@ class EngineSpec:
 
     @classmethod
     def of(cls, params: Any, section: str, workers: int = 1) -> EngineSpec:
-        """From a params model carrying the :class:`~imgpipe.params.engine.EngineParams` keys."""
+        """From a params model carrying the :class:`~imgpipe.params.base.EngineParams` keys."""
         return cls(params.engine, workers, params.dask_address, params.dask_workers, section)
 
 
