@@ -208,7 +208,7 @@ def _missing_paths(paths: list[str]) -> list[str]:
 def start(spec: EngineSpec, max_tasks: int | None = None) -> Iterator[Runner]:
     """Start the engine ``spec`` names; ``max_tasks`` (when known) caps the local processes."""
     if spec.kind == "dask":
-        with _dask_client(spec) as client:
+        with dask_client(spec) as client:
             threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
             yield Runner(spec, max(1, threads), client=client)
         return
@@ -235,7 +235,7 @@ def ordered_map(fn: Callable, tasks: Iterable, spec: EngineSpec, *args: Any,
 
 
 @contextmanager
-def _dask_client(spec: EngineSpec):
+def dask_client(spec: EngineSpec):
     """A client of the scheduler at ``dask_address``, or of a LocalCluster started here."""
     try:
         from distributed import Client, LocalCluster

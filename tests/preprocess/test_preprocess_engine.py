@@ -106,7 +106,7 @@ def dask_address():
     # This module is not importable on the workers: send its task functions by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     before = {name: os.environ.get(name) for name in engine._CLUSTER_ENV}
-    with engine._dask_client(EngineSpec("dask", dask_workers=2)) as client:
+    with engine.dask_client(EngineSpec("dask", dask_workers=2)) as client:
         assert len(client.scheduler_info()["workers"]) == 2
         yield client.scheduler.address
     # The cluster's pre-spawn environment (OMP_NUM_THREADS=1, ...) does not outlive it.
