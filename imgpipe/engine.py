@@ -103,6 +103,24 @@ class Runner:
                     f"Dask worker {worker} cannot see {lost[0]}{f' ({why})' if why else ''}: the workers need "
                     "the same files at the same absolute paths (a shared filesystem); see docs/scale.md")
 
+    def require_same_code(self, modules: Iterable[str], distributions: Iterable[str] = ()) -> None:
+        """Fail with one line unless every worker imports the same source of ``modules`` and the
+        same versions of ``distributions`` as this process: a worker with another Pillow or an
+        older checkout would silently make other bytes."""
+        if self._client is None:
+            return
+        modules, distributions = list(modules), list(distributions)
+        mine = _code_facts(modules, distributions)
+        theirs = self._client.run(_code_facts, modules, distributions)
+        for worker, facts in sorted(theirs.items()):
+            differ = [name for name in mine if facts.get(name) != mine[name]]
+            if differ:
+                name = differ[0]
+                raise PipelineError(
+                    f"Dask worker {worker} runs other code than this machine: {name} is {facts.get(name)} there, "
+                    f"{mine[name]} here{f' (and {len(differ) - 1} more)' if len(differ) > 1 else ''}; install the "
+                    "same imgpipe checkout and libraries on the workers (outputs must not depend on the engine)")
+
     def map(self, fn: Callable, tasks: Iterable, *args: Any, describe: Callable[[int, Any], str] = _task_name,
             per_worker: int = IN_FLIGHT_PER_WORKER) -> Iterator:
         """``fn(task, *args)`` for every task, yielded in task order, ``per_worker * workers``
@@ -197,6 +215,29 @@ class Runner:
 def _failed(name: str, exc: BaseException, where: str) -> str:
     text = str(exc).strip().splitlines()
     return f"{name} failed{where}: {type(exc).__name__}: {text[0] if text else '(no message)'}"
+
+
+def _code_facts(modules: list[str], distributions: list[str]) -> dict[str, str]:
+    # Runs here and on each Dask worker (client.run): a digest of each module's source, and the
+    # installed version of each distribution.
+    import hashlib
+    import importlib
+    import importlib.metadata
+
+    facts = {}
+    for name in modules:
+        try:
+            path = importlib.import_module(name).__file__
+            with open(path, "rb") as f:
+                facts[name] = "source sha256 " + hashlib.sha256(f.read()).hexdigest()[:12]
+        except Exception as exc:  # noqa: BLE001 - reported as a difference, not a crash
+            facts[name] = f"not importable ({type(exc).__name__})"
+    for name in distributions:
+        try:
+            facts[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            facts[name] = "not installed"
+    return facts
 
 
 def _missing_paths(paths: list[str]) -> list[str]:

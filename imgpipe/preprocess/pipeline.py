@@ -45,6 +45,12 @@ CHUNK_BYTES = 4 << 20
 MAX_CHUNK = 256
 MIN_CHUNK = 8
 
+# What a chunk's bytes depend on: on a Dask cluster every worker must have the same of these.
+WORKER_MODULES = ("imgpipe.preprocess.pipeline", "imgpipe.preprocess.decode", "imgpipe.preprocess.features",
+                  "imgpipe.preprocess.chunks", "imgpipe.preprocess.shards", "imgpipe.preprocess.crop_chunks",
+                  "imgpipe.preprocess.crops", "imgpipe.params.preprocess", "imgpipe.rawdata")
+WORKER_LIBRARIES = ("pillow", "numpy", "simplejpeg")
+
 INT_COLUMNS = frozenset({"orig_width", "orig_height", "orig_bytes"})
 REJECT_COLUMNS = ("item_id", "source_path", "reason")
 ARRAY_FORMATS = {"cifar10": "CIFAR", "cifar100": "CIFAR", "idx": "IDX"}
@@ -302,6 +308,7 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
         with engine.start(engine.EngineSpec.of(cfg, "preprocess", workers=workers)) as runner, \
                 atomic_dir(out_dir) as tmp:
             runner.require_paths([str(files_dir)], "the download stage's output")
+            runner.require_same_code(WORKER_MODULES, WORKER_LIBRARIES)
             max_bytes = int(cfg.shard_max_mb * 2**20)
             store = cfg.resolved_store
             writer = (ShardWriter(tmp, (height, width, cfg.channels), max_bytes) if store == "pixels"

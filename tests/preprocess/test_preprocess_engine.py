@@ -36,6 +36,13 @@ def die_on_three(x: int) -> int:
     return x
 
 
+def facts_with_pid(modules, distributions):
+    return {**ORIGINAL_CODE_FACTS(modules, distributions), "pid": str(os.getpid())}
+
+
+ORIGINAL_CODE_FACTS = engine._code_facts
+
+
 class Counted:
     """An iterator of tasks that records how many were drawn."""
 
@@ -114,7 +121,8 @@ def dask_address():
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
-def test_dask_keeps_order_and_a_bounded_window_names_failed_tasks_and_checks_paths(dask_address, tmp_path):
+def test_dask_keeps_order_and_a_bounded_window_names_failed_tasks_and_checks_paths(dask_address, tmp_path,
+                                                                                  monkeypatch):
     # One client for the three (a connection costs a few tenths of a second).
     with engine.start(EngineSpec("dask", dask_address=dask_address)) as runner:
         assert runner.workers == 2 and runner.where.startswith(f"dask {dask_address}")
@@ -128,6 +136,13 @@ def test_dask_keeps_order_and_a_bounded_window_names_failed_tasks_and_checks_pat
         runner.require_paths([str(tmp_path)])
         with pytest.raises(PipelineError, match=r"^Dask worker tcp://\S+ cannot see /\S+/nowhere \(raw\): .*shared"):
             runner.require_paths([str(tmp_path / "nowhere")], "raw")
+
+        runner.require_same_code(["imgpipe.engine"], ["numpy"])
+        # A fact that differs between processes stands for another checkout on the worker.
+        monkeypatch.setattr(engine, "_code_facts", facts_with_pid)
+        with pytest.raises(PipelineError, match=r"^Dask worker tcp://\S+ runs other code than this machine: "
+                                                r"pid is \d+ there, \d+ here; install the same"):
+            runner.require_same_code(["imgpipe.engine"], ["numpy"])
 
 
 def photos(n: int) -> dict[str, bytes]:
