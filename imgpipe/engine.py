@@ -26,6 +26,7 @@ count, and calls::
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections import deque
@@ -299,11 +300,17 @@ def dask_client(spec: EngineSpec):
             yield client
         return
     saved = {name: os.environ.get(name) for name in _CLUSTER_ENV}
+    # The scheduler and nannies of a LocalCluster log here, at INFO, a few lines per worker and
+    # per client: a stage's log keeps the warnings only.
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
     try:
         with LocalCluster(n_workers=spec.dask_workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
     finally:
+        quiet.setLevel(level)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
