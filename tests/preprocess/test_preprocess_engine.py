@@ -112,8 +112,12 @@ def dask_address():
 
     # This module is not importable on the workers: send its task functions by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    import dask
+
     before = {name: os.environ.get(name) for name in engine._CLUSTER_ENV}
-    with engine.dask_client(EngineSpec("dask", dask_workers=2)) as client:
+    # A task whose worker dies fails at once (Dask's default retries it on 3 workers first).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            engine.dask_client(EngineSpec("dask", dask_workers=2)) as client:
         assert len(client.scheduler_info()["workers"]) == 2
         yield client.scheduler.address
     # The cluster's pre-spawn environment (OMP_NUM_THREADS=1, ...) does not outlive it.
@@ -181,3 +185,11 @@ def test_preprocess_bytes_are_identical_on_local_1_2_workers_and_dask(store, das
         outputs[name] = output_bytes(tmp_path / name)
     assert len([n for n in outputs["local1"] if n.startswith("shards/")]) > 1
     assert outputs["local1"] == outputs["local2"] == outputs["dask"]
+
+
+def test_dask_killed_worker_is_one_line_naming_the_task(dask_address):
+    # Last in the file: the nanny restarts the killed worker while the cluster shuts down.
+    spec = EngineSpec("dask", dask_address=dask_address, section="preprocess")
+    with pytest.raises(PipelineError, match=r"^Dask workers died running task 3 \(out of memory\? .*"
+                                            r"preprocess\.engine=local and preprocess\.workers=1"):
+        list(ordered_map(die_on_three, range(6), spec))
