@@ -188,7 +188,9 @@ def preprocess_config(checkpoint: dict, params_file: Path):
     if isinstance(recorded, dict):
         cfg = PreprocessParams.model_validate(recorded)
         if params_file.is_file():
-            current = load("preprocess", PreprocessParams, params_file).model_dump(mode="json")
+            current_cfg = load("preprocess", PreprocessParams, params_file)
+            # the record holds the store `auto` resolved to: compare like with like
+            current = {**current_cfg.model_dump(mode="json"), "store": current_cfg.resolved_store}
             mine = cfg.model_dump(mode="json")
             differ = [f"{k} {current[k]!r} (model: {mine[k]!r})" for k in recorded if current.get(k) != mine.get(k)]
             if differ:

@@ -55,8 +55,9 @@ def _epoch_line(state, epochs: int, seconds: float) -> str:
 
 
 # What made the model's input pixels (with the checkpoint's "norm"): predict decodes with these.
-# store, jpeg_quality: a jpeg store trains on JPEG-decoded pixels, so predict round-trips the same way.
-PREPROCESS_RECORD = ("mode", "size", "resize", "background", "store", "jpeg_quality")
+# store, jpeg_quality: a jpeg store trains on JPEG-decoded pixels, so predict round-trips the same way;
+# fast_jpeg_decode: how JPEG originals were decoded (draft mode), so predict decodes the same way.
+PREPROCESS_RECORD = ("mode", "size", "resize", "background", "store", "jpeg_quality", "fast_jpeg_decode")
 
 
 def preprocess_record(preprocess_cfg) -> dict | None:

@@ -146,7 +146,7 @@ def test_predict_decodes_as_the_checkpoint_records_whatever_params_yaml_says(tmp
 
     path = save_checkpoint(tmp_path / "models" / "model.pt")
     checkpoint = torch.load(path, weights_only=True)
-    record = {"mode": "RGB", "size": [16, 16], "resize": "letterbox", "background": [0, 0, 0]}
+    record = {"mode": "RGB", "size": [16, 16], "resize": "letterbox", "background": [0, 0, 0], "store": "pixels"}
     checkpoint["preprocess"] = record  # what the train stage records (trainer.preprocess_record)
     torch.save(checkpoint, path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"preprocess": {"resize": "stretch"}}))
@@ -158,6 +158,7 @@ def test_predict_decodes_as_the_checkpoint_records_whatever_params_yaml_says(tmp
     err = capsys.readouterr().err
     warned = [line for line in err.splitlines() if "using the model's record" in line]
     assert len(warned) == 1 and "resize 'stretch' (model: 'letterbox')" in warned[0]
+    assert "store" not in warned[0]  # params' `auto` resolves to the recorded pixels: no disagreement
     got = pd.read_csv(tmp_path / "p.csv").sort_values("path")
     model, _ = load_checkpoint(path)
     cfg = PreprocessParams.model_validate(record)

@@ -186,6 +186,19 @@ def test_large_jpeg_is_drafted_but_reports_its_real_size():
     assert np.abs(out.astype(np.int16) - reference).mean() < 12
 
 
+def test_fast_jpeg_decode_false_decodes_every_pixel_before_the_resize():
+    big = Image.fromarray(np.kron(noise(12, 12, seed=3), np.ones((16, 16, 1), np.uint8)))  # 192x192
+    data = encode(big, "JPEG", quality=95)
+    drafted = decode.to_model_pixels(data, cfg(size=(24, 24)))
+    full = decode.to_model_pixels(data, cfg(size=(24, 24), fast_jpeg_decode=False))
+    # The full path is the plain PIL one; the draft differs a little, and each is deterministic.
+    reference = Image.open(io.BytesIO(data)).convert("RGB").resize((24, 24), Image.Resampling.BILINEAR)
+    np.testing.assert_array_equal(full, np.asarray(reference))
+    assert not np.array_equal(drafted, full)
+    assert np.abs(drafted.astype(np.int16) - full).mean() < 32  # hard-edged blocks: the worst case
+    np.testing.assert_array_equal(drafted, decode.to_model_pixels(data, cfg(size=(24, 24))))
+
+
 def test_to_model_pixels_is_one_path_for_bytes_images_and_arrays():
     source = noise(20, 12)
     c = cfg(size=(16, 16))

@@ -31,7 +31,7 @@ PARTIAL = {
     ("augment", "download"): {"download.source"},
     ("augment", "preprocess"): {"preprocess.jpeg_quality", "preprocess.shard_max_mb"},
     ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background",
-                              "preprocess.store", "preprocess.jpeg_quality"},
+                              "preprocess.store", "preprocess.jpeg_quality", "preprocess.fast_jpeg_decode"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 
