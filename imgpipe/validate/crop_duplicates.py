@@ -43,7 +43,7 @@ TABLES, BITS = 16, 16  # LSH tables and sign bits each
 MIN_SPREAD = 2.0  # images whose luminance spread (grey levels, over the grid) is below this take no part
 CHROMA_FLOOR = 4.0  # joint chroma spread floor (grey levels): a near-grey image's chroma noise stays small
 REFINE_ROUNDS = 3  # halvings of the edge step in the refinement
-REFINE_BATCH = 8192  # candidates refined at a time (each carries its image's summed-area table)
+REFINE_BATCH = 2048  # candidates refined at a time (each carries its thumbnail as float32)
 
 
 def thumbnail(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -218,7 +218,7 @@ def crop_duplicate_pairs(
         found_a.append(q[hit] + s)
         found_b.append(other[hit])
         found_s.append(sim[hit])
-    if not found_a:
+    if not sum(len(f) for f in found_a):
         return _pairs_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     a, b, sims = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
