@@ -39,7 +39,9 @@ GRID = 8  # cells per side of the search embedding (LSH and the edge refinement)
 VERIFY_GRID = 12  # cells per side of the final similarity: finer, so look-alike layouts part
 CHROMA_WEIGHT = 0.35  # weight of the two chroma channels against luminance
 CANDIDATE = 0.85  # coarse similarity a candidate needs before its window is refined
-TABLES, BITS = 16, 16  # LSH tables and sign bits each
+TABLES, BITS = 16, 20  # LSH tables and sign bits each
+MAX_CANDIDATES = 8  # most similar others refined per image: bounds the work where look-alikes crowd
+MAX_MATCHES = 4  # an image matching more others than this is in a crowd of look-alikes: none of its pairs count
 MIN_SPREAD = 2.0  # images whose luminance spread (grey levels, over the grid) is below this take no part
 CHROMA_FLOOR = 4.0  # joint chroma spread floor (grey levels): a near-grey image's chroma noise stays small
 REFINE_ROUNDS = 3  # halvings of the edge step in the refinement
@@ -165,6 +167,8 @@ def crop_duplicate_pairs(
     chroma_weight: float = CHROMA_WEIGHT,
     seed: int = 0,
     block: int = 2048,
+    max_candidates: int = MAX_CANDIDATES,
+    max_matches: int = MAX_MATCHES,
 ) -> pd.DataFrame:
     """Pairs ``(a, b, similarity)`` (``a < b``, row positions in chunk order) of copies up to
     ``max_crop`` cropped per side, rescaled and colour-shifted. ``chunks`` yields uint8 pixel
@@ -194,7 +198,7 @@ def crop_duplicate_pairs(
     for s in range(0, n, block):
         table = Block(thumbs[s : s + block])
         ok = usable[s : s + block]
-        best_sim = {}
+        cq, co, cs, cw = [], [], [], []
         for w, win in enumerate(windows):
             query, qspread = index.embed(table, win)
             q, other = _lookup(_keys(query, planes), sorted_keys, order, ok & (qspread >= MIN_SPREAD))
@@ -202,14 +206,15 @@ def crop_duplicate_pairs(
             q, other = q[keep], other[keep]
             sim = np.einsum("nd,nd->n", query[q], centre[other])
             hit = sim >= candidate
-            for key, v in zip((q[hit] * n + other[hit]).tolist(), sim[hit].tolist(), strict=True):
-                if v > best_sim.get(key, (-1.0, 0))[0]:
-                    best_sim[key] = (v, w)
-        if not best_sim:
+            cq.append(q[hit])
+            co.append(other[hit])
+            cs.append(sim[hit])
+            cw.append(np.full(int(hit.sum()), w))
+        q, other, sim, win_of = (np.concatenate(v) for v in (cq, co, cs, cw))
+        if not len(q):
             continue
-        cand = np.array(sorted(best_sim), dtype=np.int64)
-        q, other = cand // n, cand % n
-        start = windows[[best_sim[k][1] for k in cand.tolist()]]
+        q, other, win_of = _best_candidates(q, other, sim, win_of, n, max_candidates)
+        start = windows[win_of]
         sim = np.concatenate([
             _verify(index, table[q[r : r + REFINE_BATCH]], centre[other[r : r + REFINE_BATCH]],
                     thumbs[other[r : r + REFINE_BATCH]], start[r : r + REFINE_BATCH], step / 2, verify_grid)
@@ -221,6 +226,11 @@ def crop_duplicate_pairs(
     if not sum(len(f) for f in found_a):
         return _pairs_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     a, b, sims = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s)
+    # A copy stands out from the crowd: an image that matches more than ``max_matches`` others is
+    # a look-alike layout (a plain sky, a handwritten digit), not a copy; its pairs go.
+    matches = np.bincount(a, minlength=n)
+    ok = (matches[a] <= max_matches) & (matches[b] <= max_matches)
+    a, b, sims = a[ok], b[ok], sims[ok]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     key = lo * n + hi
     # A pair may be found from both sides: keep its best similarity.
@@ -228,6 +238,23 @@ def crop_duplicate_pairs(
     key, sims = key[order_], sims[order_]
     first = np.r_[True, key[1:] != key[:-1]]
     return _pairs_frame(key[first] // n, key[first] % n, sims[first])
+
+
+def _best_candidates(q, other, sim, win_of, n, k):
+    """Per (query, other) pair its best window; per query image its ``k`` most similar others
+    (ties: lower position first), in (query, other) order."""
+    key = q * n + other
+    order = np.lexsort((win_of, -sim, key))  # best window first within each pair
+    first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+    q, other, sim, win_of = q[first], other[first], sim[first], win_of[first]
+    order = np.lexsort((other, -sim, q))
+    q, other, win_of = q[order], other[order], win_of[order]
+    starts = np.r_[0, np.nonzero(q[1:] != q[:-1])[0] + 1]
+    rank = np.arange(len(q)) - np.repeat(starts, np.diff(np.r_[starts, len(q)]))
+    keep = rank < k
+    q, other, win_of = q[keep], other[keep], win_of[keep]
+    order = np.lexsort((other, q))
+    return q[order], other[order], win_of[order]
 
 
 def _lookup(qkeys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray,
