@@ -4,21 +4,23 @@ Today's pass (:mod:`imgpipe.validate.duplicates`) lines copies up by whole-pixel
 ``max_shift`` and compares raw colour: a copy cropped by 10-20% of a side and scaled back, or one
 with its contrast or saturation changed, falls below its threshold. This pass looks for those.
 
-Embedding. Every image is reduced once to a small thumbnail (``thumb`` x ``thumb`` x 3 uint8,
-an exact area average), the only per-image data kept besides the embedding. An embedding of a
-window of the image (fractional edges) is the mean of a ``grid`` x ``grid`` grid of cells over
-it, computed exactly from the thumbnail's summed-area table (bilinear interpolation of the table
-is the exact area integral of the pixels), in an opponent colour space: luminance standardised
-(mean and spread removed: brightness and contrast drop out) and the two chroma channels centred
-and divided by their joint spread (saturation drops out; a small hue turn is a small rotation of
-them), weighted ``chroma_weight``, then scaled to unit length.
+Embedding. Every image is reduced once to a small thumbnail (``THUMB`` x ``THUMB`` x 3 uint8, an
+exact area average; 3 KiB), the only per-image data kept besides one embedding. An embedding of
+a window of the image (fractional edges) is the mean colour of a ``grid`` x ``grid`` grid of cells
+over it, computed exactly (area weights per row and column: two small matrix products), in an
+opponent colour space: luminance standardised (mean and spread removed: brightness and contrast
+drop out) and the two chroma channels centred and divided by their joint spread (saturation drops
+out; a small hue turn is a small rotation of them), weighted ``chroma_weight``, then scaled to
+unit length.
 
 Search. Each image's full view is indexed in random-hyperplane LSH tables; each image then looks
 up the embeddings of a fixed set of crop windows of itself (every side cut by 0, ``step``, ...,
 ``max_crop``), so a copy that was cropped out of it and scaled to full size meets its full view
 in a window that lines up to within half a step. Candidates whose coarse similarity reaches
-``candidate`` are refined by moving the four window edges in halving steps (a few rounds of
-coordinate search), and kept when the refined similarity reaches ``threshold``. The work grows
+``candidate`` (the ``max_candidates`` best per image) are refined by moving the four window
+edges in halving steps (coordinate search), compared on a finer ``verify_grid`` grid, and kept
+when that similarity reaches ``threshold``. An image matching more than ``max_matches`` others
+is a look-alike layout (a plain sky, a handwritten digit), not a copy: its pairs are left out. The work grows
 with the number of images times windows times bucket size, not with all pairs.
 
 Everything is seeded and ordered, and each image's result depends on its own pixels and the
