@@ -32,7 +32,7 @@ from _project import PROJECT as ROOT
 from _project import copy_project, set_params
 
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "clean"))  # planted.py: the copies the tests plant
+sys.path.insert(0, str(ROOT / "tests" / "validate"))  # planted.py: the copies the tests plant
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
