@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgpipe.contracts import HANDWRITING_SOURCES, is_handwriting_source
 from imgpipe.params.augment import AugmentParams
 
 BATCH = 512
@@ -275,12 +276,11 @@ def build(dataset, preprocessed_dir: Path, out_dir: Path, cfg: AugmentParams, cl
 
 
 # Built-in sources whose images are not mirror-symmetric classes (a mirrored 2 or 7 is no digit).
-NO_MIRROR_SOURCES = {"digits", "mnist", "fashion-mnist", "emnist", "kmnist"}
+NO_MIRROR_SOURCES = HANDWRITING_SOURCES
 
 
 def resolve_hflip(cfg, source: str):
     """``cfg`` with ``hflip: auto`` decided by ``download.source``: on for photos, off for handwriting."""
     if cfg.hflip != "auto":
         return cfg
-    name = str(source).strip().lower()
-    return cfg.model_copy(update={"hflip": name not in NO_MIRROR_SOURCES})
+    return cfg.model_copy(update={"hflip": not is_handwriting_source(source)})

@@ -174,3 +174,12 @@ def load_augmented_meta(augmented_dir: Path | str) -> tuple[dict, dict]:
     meta = read_json_output(Path(augmented_dir) / AUGMENTED_META_FILE, "augment")
     norm = read_json_output(Path(augmented_dir) / NORM_FILE, "augment")
     return meta, norm
+
+
+# Built-in sources of handwriting (not photographs): their classes are not mirror-symmetric (augment's
+# hflip auto) and their look-alike strokes pass for crops of each other (validate's max_crop auto).
+HANDWRITING_SOURCES = frozenset({"digits", "mnist", "fashion-mnist", "emnist", "kmnist"})
+
+
+def is_handwriting_source(source: str) -> bool:
+    return str(source).strip().lower() in HANDWRITING_SOURCES

@@ -21,7 +21,11 @@ def validate() -> dict:
     from imgpipe.validate.validation import GateReport, validate_dataset
 
     paths = load("paths", PathsParams)
-    cfg = load("validate", ValidateParams)
+    from imgpipe.params.download import DownloadParams
+    from imgpipe.validate.crop_duplicates import resolve_max_crop
+
+    # near_duplicates.max_crop auto: the crop pass for photographs, not for handwriting
+    cfg = resolve_max_crop(load("validate", ValidateParams), load("download", DownloadParams).source)
     pre = load("preprocess", PreprocessParams)
     configured = {"height": pre.size[0], "width": pre.size[1], "channels": pre.channels}
     manifest = c.read_table(paths.preprocessed / c.MANIFEST_FILE, "preprocess")

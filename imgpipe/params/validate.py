@@ -29,7 +29,9 @@ class NearDuplicateParams(Section):
     max_shift: int = Field(2, ge=0, le=8)  # pixels a copy may be shifted by
     tables: int = Field(12, ge=1, le=64)  # LSH tables (recall up, time up)
     bits: int = Field(24, ge=4, le=63)  # sign bits per table (fewer candidates, recall down)
-    max_crop: float = Field(0.2, ge=0, le=0.3)  # second pass (crop/rescale/colour): share cut per side; 0 = off
+    # second pass (crop/rescale/colour): share cut per side; 0 = off; auto = 0.2 for photo sources,
+    # off for handwriting (look-alike strokes pass for crops of each other)
+    max_crop: float | Literal["auto"] = "auto"
     crop_threshold: float = Field(0.96, gt=0, le=1)  # its similarity over the best-aligned crop window
     on_duplicate: FlagOrDrop = "flag"  # same label: flag the group, or keep one and drop the rest
     on_conflict: CheckPolicy = "flag"  # group members with different labels

@@ -331,7 +331,27 @@ def add_crop_pairs(ctx, positions: np.ndarray, nd, seed: int, a: np.ndarray, b: 
     keep = np.zeros(len(ctx.rows), bool)
     keep[positions] = True
     chunks = (pixels[keep[rows]] for rows, pixels in ctx.pixel_chunks())
-    pairs = crop_duplicate_pairs(chunks, nd.crop_threshold, nd.max_crop, seed=seed)
+    pairs = crop_duplicate_pairs(chunks, nd.crop_threshold, effective_max_crop(nd), seed=seed)
     return (np.concatenate([a, positions[pairs["a"].to_numpy()]]),
             np.concatenate([b, positions[pairs["b"].to_numpy()]]),
             np.concatenate([sims, pairs["similarity"].to_numpy(dtype=np.float64)]))
+
+
+AUTO_MAX_CROP = 0.2  # max_crop: auto on a photo source (and where no source is known)
+
+
+def effective_max_crop(nd) -> float:
+    return AUTO_MAX_CROP if nd.max_crop == "auto" else float(nd.max_crop)
+
+
+def resolve_max_crop(cfg, source: str):
+    """The validate params with ``near_duplicates.max_crop: auto`` decided by ``download.source``:
+    0.2 for photographs, off for handwriting, whose look-alike strokes pass for crops of each other
+    (on the built-in digits the pass put 1,156 images into groups)."""
+    from imgpipe.contracts import is_handwriting_source
+
+    nd = cfg.near_duplicates
+    if nd.max_crop != "auto":
+        return cfg
+    value = 0.0 if is_handwriting_source(source) else AUTO_MAX_CROP
+    return cfg.model_copy(update={"near_duplicates": nd.model_copy(update={"max_crop": value})})

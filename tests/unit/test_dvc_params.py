@@ -26,6 +26,7 @@ PARTIAL = {
     ("train", "download"): {"download.s3_endpoint_url", "download.retries", "download.timeout_s",
                             "download.cache_dir"},
     ("validate", "preprocess"): {"preprocess.size", "preprocess.mode"},
+    ("validate", "download"): {"download.source"},
     ("preprocess", "labels"): {"labels.task", "labels.detection.crops",
                                 "labels.detection.crop_padding", "labels.detection.cache_dir"},
     ("augment", "download"): {"download.source"},

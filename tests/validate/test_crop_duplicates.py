@@ -97,3 +97,15 @@ def test_the_check_keeps_the_first_pass_pairs_and_adds_the_crops(planted):
     first = groups(0.0)  # the first pass alone: the shift and the JPEG, and the mildest of the others
     assert first_pass <= first and len(first) < len(COPIES) + len(first_pass)
     assert groups(0.2) == first_pass | {(name(k), name(N + k)) for k in range(len(COPIES))}
+
+
+def test_max_crop_auto_runs_the_pass_for_photos_and_not_for_handwriting():
+    from imgpipe.validate.crop_duplicates import AUTO_MAX_CROP, effective_max_crop, resolve_max_crop
+
+    cfg = ValidateParams()
+    assert cfg.near_duplicates.max_crop == "auto" and effective_max_crop(cfg.near_duplicates) == AUTO_MAX_CROP
+    assert resolve_max_crop(cfg, "digits").near_duplicates.max_crop == 0.0
+    assert resolve_max_crop(cfg, " MNIST ").near_duplicates.max_crop == 0.0
+    assert resolve_max_crop(cfg, "/data/cifar10-train.tar.gz").near_duplicates.max_crop == AUTO_MAX_CROP
+    mine = cfg.model_copy(update={"near_duplicates": cfg.near_duplicates.model_copy(update={"max_crop": 0.1})})
+    assert resolve_max_crop(mine, "digits").near_duplicates.max_crop == 0.1  # a set value wins

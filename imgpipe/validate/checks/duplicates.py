@@ -25,7 +25,7 @@ from imgpipe.validate.checks.base import (
     findings_frame,
     register,
 )
-from imgpipe.validate.crop_duplicates import add_crop_pairs
+from imgpipe.validate.crop_duplicates import add_crop_pairs, effective_max_crop
 from imgpipe.validate.duplicates import component_groups, exact_groups, near_duplicate_pairs
 
 SOURCE_RANK = {"test": 2, "val": 1}  # a group keeps its members in the highest source split
@@ -60,7 +60,7 @@ class DuplicatesCheck(Check):
             pairs_a = reps[pairs["a"].to_numpy()]
             pairs_b = reps[pairs["b"].to_numpy()]
             sims = pairs["similarity"].to_numpy(dtype=np.float64)
-            if nd.max_crop > 0:  # second pass: cropped, rescaled, colour-shifted copies
+            if effective_max_crop(nd) > 0:  # second pass: cropped, rescaled, colour-shifted copies
                 pairs_a, pairs_b, sims = add_crop_pairs(ctx, reps, nd, cfg.seed, pairs_a, pairs_b, sims)
         exact_a = np.nonzero(exact >= 0)[0]
         same_a = np.concatenate([pairs_a, exact_a])
