@@ -30,6 +30,8 @@ PARTIAL = {
                                 "labels.detection.crop_padding", "labels.detection.cache_dir"},
     ("augment", "download"): {"download.source"},
     ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background"},
+    ("crossval", "download"): {"download.s3_endpoint_url", "download.retries", "download.timeout_s",
+                               "download.cache_dir"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 
