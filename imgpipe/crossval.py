@@ -280,3 +280,24 @@ def review_rows(table: pd.DataFrame) -> pd.DataFrame:
     folds = table["fold"].astype(int).to_numpy() + 1 if "fold" in table else np.zeros(len(table), dtype=int)
     return rows.assign(check=CHECK, detail=[f"cross-validated network (fold {f}): {d.split(': ', 1)[1]}"
                                             for f, d in zip(folds, rows["detail"], strict=True)])
+
+
+def crossval_review_rows(path: Path | None = None) -> pd.DataFrame | None:
+    """The crossval stage's list (``path``, default ``LABEL_ERRORS_FILE`` when it exists) as review
+    rows; None when there is none. A path given but missing is an error."""
+    csv = Path(path) if path is not None else LABEL_ERRORS_FILE
+    if not csv.is_file():
+        if path is not None:
+            raise PipelineError(f"{csv}: not found; run `dvc repro crossval` (with crossval.enabled: true) first")
+        return None
+    try:
+        table = pd.read_csv(csv, dtype={"item_id": str, "source_path": str, "label": str, "suggested_label": str},
+                            keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise PipelineError(f"{csv}: not a label-error list written by the crossval stage: {exc}") from None
+    missing = [c for c in ("item_id", "source_path", "label", "suggested_label", "label_score", "suggested_score")
+               if c not in table]
+    if missing:
+        raise PipelineError(f"{csv}: not a label-error list written by the crossval stage (no column "
+                            f"{', '.join(missing)})")
+    return review_rows(table)

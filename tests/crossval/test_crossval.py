@@ -131,3 +131,28 @@ def test_off_writes_empty_outputs_with_the_right_columns(tmp_path, monkeypatch):
     assert json.loads(cv.METRICS_FILE.read_text()) == {"enabled": False, "suspected_label_errors": 0}
     assert (cv.PLOTS_DIR / cv.SHEET_FILE).is_file()
 
+
+
+def test_review_merges_the_suspects_with_source_crossval(tmp_path, monkeypatch):
+    from imgpipe import review
+    from imgpipe.contracts import REVIEW_COLUMNS
+    from imgpipe.errors import PipelineError
+
+    ids = [f"train/{i:04d}.png" for i in range(4)]
+    table = pd.DataFrame({"rank": [1], "item_id": [ids[1]], "source_path": [ids[1]], "label": ["c0"],
+                          "suggested_label": ["c2"], "label_score": [0.01], "suggested_score": [0.97],
+                          "split": ["train"], "fold": [2]}, columns=cv.error_columns())
+    monkeypatch.chdir(tmp_path)
+    assert cv.crossval_review_rows() is None  # the stage has not run: nothing to merge
+    with pytest.raises(PipelineError, match="not found; run `dvc repro crossval`"):
+        cv.crossval_review_rows(Path("elsewhere.csv"))
+    cv.write_csv(table, cv.LABEL_ERRORS_FILE)
+    rows = cv.crossval_review_rows()
+    assert rows["detail"].tolist() == ["cross-validated network (fold 3): given c0 (p=0.010), says c2 (p=0.970)"]
+    validate = pd.DataFrame([{"item_id": ids[0], "source_path": ids[0], "check": "near_duplicate", "score": 0.9,
+                              "decision": "flagged", "group_id": "g", "suggested_label": "", "suggested_score": 0.0,
+                              "detail": "near_duplicate"}], columns=list(REVIEW_COLUMNS))
+    labels = pd.DataFrame({"item_id": ids, "label": ["c0"] * 4})
+    props = review.build_proposals(review.merge_findings(validate, None, rows), labels, ids, set(), True)
+    assert [(p.image, p.data["check"], p.data["source"], p.label) for p in props] == [
+        (ids[1], cv.CHECK, "crossval", "c2"), (ids[0], "near_duplicate", "validate", None)]
