@@ -10,10 +10,12 @@ prediction with its score -> export the project as JSON into ``annotations/`` ->
 ``labels.path`` to it -> ``dvc repro`` imports the corrected labels and reruns what depends on them.
 
 Flagged images come first: the trained network's suspected test-label errors
-(``metrics/eval/label_errors.csv``, when the evaluate stage has run), then the validate stage's
+(``metrics/eval/label_errors.csv``, when the evaluate stage has run) and the cross-validated
+network's suspected training-label errors (``metrics/crossval/label_errors.csv``, when the crossval
+stage ran enabled), then the validate stage's
 suspected wrong labels (least self-confident first), duplicates and outliers. Each flagged task
-says where its finding came from (``source``: ``validate`` or ``evaluate``; both when both
-found it). Every other labelled image follows as an already-annotated task, so the export
+says where its finding came from (``source``: ``validate``, ``evaluate`` or ``crossval``; joined
+with ``+`` when several found it). Every other labelled image follows as an already-annotated task, so the export
 carries the whole label set and can replace the source's labels (``--flagged-only`` leaves them out).
 
 The current label is an annotation without ``completed_by``: Label Studio assigns it to the
@@ -26,9 +28,9 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-ORDER = {"test_label_error": -1, "label_issue": 0, "near_duplicate": 1, "exact_duplicate": 2, "leakage": 3}
+ORDER = {"test_label_error": -1, "train_label_error": -1, "label_issue": 0, "near_duplicate": 1, "exact_duplicate": 2, "leakage": 3}
 MODEL_VERSION = "imgpipe-validate"
-SOURCE = "source"  # review column / task data key: which stage found it (validate | evaluate)
+SOURCE = "source"  # review column / task data key: which stage found it (validate | evaluate | crossval)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-errors", type=Path, default=None, metavar="CSV",
                         help="the evaluate stage's suspected test-label errors to merge (default "
                         "metrics/eval/label_errors.csv when it exists)")
+    parser.add_argument("--crossval-errors", type=Path, default=None, metavar="CSV",
+                        help="the crossval stage's suspected training-label errors to merge (default "
+                        "metrics/crossval/label_errors.csv when it exists)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (paths.*)")
 
 
@@ -89,13 +94,16 @@ def build_proposals(review, labels, item_ids, checks: set[str], flagged_only: bo
     return proposals
 
 
-def merge_findings(review, evaluate_rows):
-    """The validate findings and the evaluate stage's, each row marked with its ``source``."""
+def merge_findings(review, evaluate_rows, crossval_rows=None):
+    """The validate findings, the evaluate stage's and the crossval stage's, each row marked with
+    its ``source``."""
     import pandas as pd
 
     parts = [review.assign(**{SOURCE: "validate"})]
     if evaluate_rows is not None and len(evaluate_rows):
         parts.append(evaluate_rows.assign(**{SOURCE: "evaluate"}))
+    if crossval_rows is not None and len(crossval_rows):
+        parts.append(crossval_rows.assign(**{SOURCE: "crossval"}))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -130,8 +138,11 @@ def run(args: argparse.Namespace) -> int:
         evaluate_rows = review_rows(_read_label_errors(errors_csv))
     elif args.eval_errors:
         raise PipelineError(f"{errors_csv}: not found; run `dvc repro evaluate` first")
+    from imgpipe.crossval import crossval_review_rows
+
+    crossval_rows = crossval_review_rows(args.crossval_errors)
     checks = {x.strip() for x in args.checks.split(",") if x.strip()}
-    proposals = build_proposals(merge_findings(review, evaluate_rows), labels, manifest[c.ITEM_ID].tolist(),
+    proposals = build_proposals(merge_findings(review, evaluate_rows, crossval_rows), labels, manifest[c.ITEM_ID].tolist(),
                                 checks, args.flagged_only)
     if args.images:
         from imgpipe.labelstudio.images import export_images
@@ -143,12 +154,13 @@ def run(args: argparse.Namespace) -> int:
         proposals = [replace(p, image=args.image_prefix + quote(p.image, safe="/")) for p in proposals]
     flagged = sum(1 for p in proposals if p.data.get("check"))
     from_eval = sum(1 for p in proposals if "evaluate" in p.data.get(SOURCE, ""))
+    from_cv = sum(1 for p in proposals if "crossval" in p.data.get(SOURCE, ""))
     n = write_tasks(args.label_studio, proposals, MODEL_VERSION)
     if args.label_config:
         write_label_config(args.label_config, c.read_classes(paths.labels))
     where = f"; images in {args.images}" if args.images else ""
     print(f"imgpipe review: wrote {n} tasks to {args.label_studio} ({flagged} flagged for review first, "
-          f"{from_eval} of them by the trained network){where}")
+          f"{from_eval} of them by the trained network, {from_cv} by the cross-validated network){where}")
     return 0
 
 

@@ -12,7 +12,7 @@ from conftest import make_clone, ran_stages
 
 pytestmark = pytest.mark.e2e
 
-ALL = ["download", "preprocess", "labels", "validate", "card", "augment", "train", "evaluate"]
+ALL = ["download", "preprocess", "labels", "validate", "card", "augment", "train", "crossval", "evaluate"]
 
 
 def test_repro_from_clean_clone_runs_every_stage_then_is_a_noop(reproduced):
@@ -28,6 +28,23 @@ def test_repro_from_clean_clone_runs_every_stage_then_is_a_noop(reproduced):
     # The shrunk e2e config (3 epochs) only has to show the pipeline learns; the full default reaches
     # 0.95 on digits (README, benchmarks/bench_pipeline.py).
     assert metrics["accuracy"] >= 0.8
+
+
+def test_crossval_switched_on_reruns_only_itself_and_lists_suspects(reproduced):
+    # Off (the default) it ran in the first repro and wrote empty outputs.
+    assert json.loads((reproduced.root / "metrics" / "crossval.json").read_text())["enabled"] is False
+    reproduced.set_params({"crossval.enabled": True, "crossval.folds": 2, "crossval.epochs": 1,
+                           "crossval.width": 8})
+    proc = reproduced.dvc("repro")
+    assert ran_stages(proc.stdout + proc.stderr) == ["crossval"]
+    metrics = json.loads((reproduced.root / "metrics" / "crossval.json").read_text())
+    assert metrics["enabled"] is True and metrics["folds"] == 2 and metrics["images"] > 1000
+    errors = (reproduced.root / "metrics" / "crossval" / "label_errors.csv").read_text().splitlines()
+    assert errors[0] == "rank,item_id,source_path,label,suggested_label,label_score,suggested_score,split,fold"
+    assert len(errors) - 1 == metrics["suspected_label_errors"]
+    assert (reproduced.root / "metrics" / "crossval" / "plots" / "label_errors.png").is_file()
+    shown = json.loads(reproduced.dvc("exp", "show", "--json").stdout)
+    assert "suspected_label_errors" in json.dumps(shown) and "crossval.json" in json.dumps(shown)
 
 
 def test_lock_records_each_stage_section_and_metrics_are_uncached(reproduced):

@@ -33,6 +33,8 @@ PARTIAL = {
     ("augment", "preprocess"): {"preprocess.jpeg_quality", "preprocess.shard_max_mb"},
     ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background",
                               "preprocess.store", "preprocess.jpeg_quality", "preprocess.fast_jpeg_decode"},
+    ("crossval", "download"): {"download.s3_endpoint_url", "download.retries", "download.timeout_s",
+                               "download.cache_dir"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 
