@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ from imgpipe.params.validate import ValidateParams
 from imgpipe.split import assign_splits, leaking_groups
 from imgpipe.validate.checks.base import CheckContext, findings_frame
 from imgpipe.validate.checks.loop import CHECK_THREADS, run_checks
+from imgpipe.validate.chunked import ItemPositions, LazyPixels
 from imgpipe.validate.suite import ExpectationOutcome, run_suite
 
 __all__ = ["CHECK_THREADS", "GateReport", "ValidationResult", "validate_dataset"]
@@ -123,8 +125,8 @@ class ValidationResult:
     quality: dict  # metrics/data_quality.json: lean counts, so `dvc exp show` stays readable
     detail: dict  # per-class and per-reason counts, written next to the dataset
     expectations: list[dict]  # per-expectation outcome (the deterministic validation result)
-    pixels: np.ndarray | None = None  # pixels of the rows in ``review`` order lookup (for sheets)
-    pixel_index: dict = field(default_factory=dict)  # item_id -> row of ``pixels``
+    pixels: Any = None  # ``pixels[row]`` -> one image (read on demand), for the sheets
+    pixel_index: Any = field(default_factory=dict)  # item_id -> row of ``pixels`` (``in``, ``[]``)
 
 
 def _expectation_report(outcomes: list[ExpectationOutcome], batch: str, frame: pd.DataFrame) -> list[dict]:
@@ -328,7 +330,8 @@ def validate_dataset(
             f"{n_quarantined} of {total} images quarantined ({fraction:.1%}) exceeds "
             f"validate.max_quarantine_fraction={cfg.max_quarantine_fraction:.1%}; reasons: {top}"
         )
-    pixels = ctx._pixels  # read if a check asked for them: the sheets show them
-    index = {item: i for i, item in enumerate(item_ids)} if pixels is not None else {}
+    # The sheets show a few hundred images: read each when drawn, not every image up front.
+    pixels = ctx._pixels if ctx._pixels is not None else (LazyPixels(loader) if loader is not None else None)
+    index = ItemPositions(item_ids) if pixels is not None else {}
     return ValidationResult(dataset=clean, quarantine=quarantine, review=review, quality=quality, detail=detail,
                             expectations=report.expectations, pixels=pixels, pixel_index=index)
