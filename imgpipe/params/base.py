@@ -77,3 +77,16 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
             return []
         model = sub
     return list(model.model_fields)
+
+
+class EngineParams(BaseModel):
+    """The engine keys of a section whose per-item work can run beyond this process (preprocess,
+    validate): :mod:`imgpipe.engine`, ``docs/scale.md``. A mixin (``class XParams(Section,
+    EngineParams)``), so the keys read ``preprocess.engine``. The engine never changes an output
+    byte: switching it reruns only that stage, whose outputs keep their hashes."""
+
+    engine: Literal["local", "dask"] = "local"
+    # engine dask: a scheduler's address (tcp://host:8786); empty = a LocalCluster of
+    # dask_workers processes on this machine.
+    dask_address: str = ""
+    dask_workers: int = Field(2, ge=1)

@@ -6,14 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from imgpipe.params.base import Byte, Section
+from imgpipe.params.base import Byte, EngineParams, Section
 
 # Images of up to 64x64 stay raw pixels under store: auto: there a pixel shard is at most about
 # 3x a JPEG one, and reading raw pixels costs nothing; above it encoded shards win on disk by 5-10x.
 ENCODE_ABOVE_PIXELS = 64 * 64
 
 
-class PreprocessParams(Section):
+class PreprocessParams(Section, EngineParams):  # + engine, dask_address, dask_workers (docs/scale.md)
     mode: Literal["L", "RGB"] = "RGB"
     size: tuple[Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]] = (32, 32)
     resize: Literal["stretch", "center_crop", "letterbox"] = "stretch"
@@ -21,6 +21,9 @@ class PreprocessParams(Section):
     max_pixels: int = Field(89_478_485, gt=0)
     shard_max_mb: float = Field(256.0, gt=0)
     workers: int = Field(0, ge=0)
+    # Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, still at least the
+    # target size) before the resize: several times faster; pixels differ slightly from a full decode.
+    fast_jpeg_decode: bool = True
     # How the images are kept (imgpipe.preprocess.shards): raw pixels, or encoded in shard files.
     # auto: pixels up to ENCODE_ABOVE_PIXELS per image, JPEG above (measured: docs/benchmarks.md).
     store: Literal["auto", "pixels", "jpeg", "png"] = "auto"

@@ -292,7 +292,8 @@ def to_model_pixels(
 def _draft(im: Image.Image, cfg: PreprocessParams, orientation: int) -> None:
     """Let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale: much faster, and the scale is
     picked so the result still covers the target size, so the resize that follows loses nothing."""
-    if im.format not in ("JPEG", "MPO") or getattr(im, "tile", None) is None or len(im.tile) != 1:
+    if (not cfg.fast_jpeg_decode or im.format not in ("JPEG", "MPO") or getattr(im, "tile", None) is None
+            or len(im.tile) != 1):
         return
     height, width = cfg.size
     if orientation in _TRANSPOSED:

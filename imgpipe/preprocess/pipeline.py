@@ -12,17 +12,15 @@ grow with the dataset (beyond the manifest columns themselves).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
+from imgpipe import engine
 from imgpipe.contracts import MANIFEST_FILE, PREPROCESS_INFO_FILE, REJECTS_FILE
 from imgpipe.errors import PipelineError
 from imgpipe.io import atomic_dir, write_json, write_parquet
@@ -46,8 +44,6 @@ from imgpipe.rawdata import (
 CHUNK_BYTES = 4 << 20
 MAX_CHUNK = 256
 MIN_CHUNK = 8
-# Chunks queued per worker: keeps every worker busy while bounding memory in flight.
-IN_FLIGHT_PER_WORKER = 2
 
 INT_COLUMNS = frozenset({"orig_width", "orig_height", "orig_bytes"})
 REJECT_COLUMNS = ("item_id", "source_path", "reason")
@@ -75,11 +71,6 @@ def chunk_size(cfg: PreprocessParams) -> int:
     height, width = cfg.size
     per_image = height * width * cfg.channels
     return int(min(MAX_CHUNK, max(MIN_CHUNK, CHUNK_BYTES // per_image)))
-
-
-def resolve_workers(workers: int) -> int:
-    """``preprocess.workers``: 0 means every core."""
-    return workers if workers > 0 else (os.cpu_count() or 1)
 
 
 # --- per item -------------------------------------------------------------------------------
@@ -161,8 +152,18 @@ def process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
 
 
 def _remote_process_chunk(chunk: Chunk, cfg: PreprocessParams) -> ChunkResult:
-    # Looked up at call time in the worker, so the function travels by name.
-    return process_chunk(chunk, cfg)
+    """:func:`process_chunk` in a worker process (pool or Dask): module-level, so it travels by
+    name. An encoded store ships only the encoded bytes back, not the pixels too (5-10x less to
+    pickle, and over the network on Dask)."""
+    result = process_chunk(chunk, cfg)
+    if result.encoded is not None:
+        result.pixels = result.pixels[:, :0, :0, :0]  # keeps len(): the image count
+    return result
+
+
+def chunk_name(index: int, chunk: Chunk) -> str:
+    """A chunk in error messages: its first and last item."""
+    return f"chunk {index} ({chunk.items[0].item_id} .. {chunk.items[-1].item_id})"
 
 
 # --- chunking and scheduling -----------------------------------------------------------------
@@ -192,40 +193,11 @@ def array_chunks(
         del images, _labels
 
 
-def ordered_map(chunks: Iterator[Chunk], cfg: PreprocessParams, workers: int) -> Iterator[ChunkResult]:
-    """Process chunks on ``workers`` processes; yield results in input order.
-
-    Submission is windowed (unlike ``Pool.imap``, which drains its input eagerly), so at most
-    ``IN_FLIGHT_PER_WORKER * workers`` chunks are in memory whatever the dataset size. A process
-    pool executor, not ``multiprocessing.Pool``: if a native decoder kills its worker, the stage
-    fails with an error instead of waiting forever for the lost chunk.
-    """
-    if workers <= 1:
-        for chunk in chunks:
-            yield process_chunk(chunk, cfg)
-        return
-    window = IN_FLIGHT_PER_WORKER * workers
-    context = multiprocessing.get_context()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[tuple[Chunk, Future]] = deque()
-
-        def next_result() -> ChunkResult:
-            chunk, future = pending.popleft()
-            try:
-                return future.result()
-            except BrokenProcessPool:
-                first, last = chunk.items[0].item_id, chunk.items[-1].item_id
-                raise PipelineError(
-                    f"a worker died while decoding {first} .. {last} (a crashing image decoder?); "
-                    "rerun with preprocess.workers=1 to see which file"
-                ) from None
-
-        for chunk in chunks:
-            pending.append((chunk, pool.submit(_remote_process_chunk, chunk, cfg)))
-            if len(pending) >= window:
-                yield next_result()
-        while pending:
-            yield next_result()
+def ordered_map(chunks: Iterator[Chunk], cfg: PreprocessParams, runner: engine.Runner) -> Iterator[ChunkResult]:
+    """Process chunks on a started engine (:mod:`imgpipe.engine`, ``preprocess.engine``); yield
+    results in input order, a bounded number of chunks in flight."""
+    remote = runner.workers > 1 or runner.spec.kind == "dask"
+    return runner.map(_remote_process_chunk if remote else process_chunk, chunks, cfg, describe=chunk_name)
 
 
 # --- collecting the output -------------------------------------------------------------------
@@ -298,8 +270,10 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     info = SourceInfo.read(raw_dir)
-    files_dir = raw_dir / FILES_DIR
-    workers = resolve_workers(cfg.workers)
+    # Absolute: Dask workers may run elsewhere (they need these paths on a shared filesystem).
+    files_dir = (raw_dir / FILES_DIR).absolute()
+    crop_cache = os.path.abspath(crop_cache) if crop_cache else crop_cache
+    workers = engine.resolve_workers(cfg.workers)
     size = chunk_size(cfg)
     height, width = cfg.size
     # disable=None: a bar on a terminal, none in CI logs (where it would be thousands of lines).
@@ -325,13 +299,15 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
 
     builder = ManifestBuilder(cfg.channels)
     try:
-        with atomic_dir(out_dir) as tmp:
+        with engine.start(engine.EngineSpec.of(cfg, "preprocess", workers=workers)) as runner, \
+                atomic_dir(out_dir) as tmp:
+            runner.require_paths([str(files_dir)], "the download stage's output")
             max_bytes = int(cfg.shard_max_mb * 2**20)
             store = cfg.resolved_store
             writer = (ShardWriter(tmp, (height, width, cfg.channels), max_bytes) if store == "pixels"
                       else EncodedShardWriter(tmp, max_bytes))
             with writer:
-                for result in ordered_map(chunks, cfg, workers):
+                for result in ordered_map(chunks, cfg, runner):
                     shard, offset = writer.add(result.pixels if store == "pixels" else result.encoded)
                     builder.add(result, shard, offset)
                     bar.update(result.items)
@@ -361,9 +337,11 @@ def preprocess_images(raw_dir: Path, out_dir: Path, cfg: PreprocessParams, *, pr
                 "shards": shards,
             }
             write_json(tmp / PREPROCESS_INFO_FILE, info_json)
+            workers, where = runner.workers, runner.where
     finally:
         bar.close()
-    return {**counts, "rejects_by_reason": by_reason, "shards": len(shards), "store": store, "workers": workers}
+    return {**counts, "rejects_by_reason": by_reason, "shards": len(shards), "store": store, "workers": workers,
+            "engine": where}
 
 
 def metrics(summary: dict) -> dict:

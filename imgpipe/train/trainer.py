@@ -55,7 +55,7 @@ def _epoch_line(state, epochs: int, seconds: float) -> str:
 
 
 # What made the model's input pixels (with the checkpoint's "norm"): predict decodes with these.
-PREPROCESS_RECORD = ("mode", "size", "resize", "background")
+PREPROCESS_RECORD = ("mode", "size", "resize", "background", "fast_jpeg_decode")
 
 
 def preprocess_record(preprocess_cfg) -> dict | None:

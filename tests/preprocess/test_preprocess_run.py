@@ -243,7 +243,7 @@ def test_a_worker_killed_by_a_native_crash_fails_the_stage_instead_of_hanging(tm
     raw = write_raw(tmp_path / "raw", {f"{i}.png": encode(rgb(seed=i), "PNG") for i in range(3)})
     monkeypatch.setattr(preprocess, "chunk_size", lambda c: 1)
     monkeypatch.setattr(preprocess, "process_chunk", lambda chunk, c: os._exit(1))  # as a segfault would
-    with pytest.raises(PipelineError, match="a worker died while decoding"):
+    with pytest.raises(PipelineError, match=r"a worker process died with chunk \d+ \(\d\.png \.\. \d\.png\) in flight"):
         preprocess_images(raw, tmp_path / "pre", cfg(workers=2), progress=False)
     assert not (tmp_path / "pre").exists()
 

@@ -29,7 +29,8 @@ PARTIAL = {
     ("preprocess", "labels"): {"labels.task", "labels.detection.crops",
                                 "labels.detection.crop_padding", "labels.detection.cache_dir"},
     ("augment", "download"): {"download.source"},
-    ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background"},
+    ("train", "preprocess"): {"preprocess.mode", "preprocess.size", "preprocess.resize", "preprocess.background",
+                            "preprocess.fast_jpeg_decode"},
 }
 INTERPOLATED = {"paths"}  # dvc.yaml interpolates ${paths.*} into deps and outs
 

@@ -1,0 +1,168 @@
+"""imgpipe.engine (order, bounded window, one-line errors) and preprocess on it: the same bytes on
+a local pool and on a 2-worker Dask LocalCluster. One cluster for the whole file (module fixture)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+from ppkit import cfg, encode, rgb, write_raw
+
+from imgpipe import engine
+from imgpipe.engine import EngineSpec, ordered_map
+from imgpipe.errors import PipelineError
+from imgpipe.preprocess import pipeline
+from imgpipe.preprocess.pipeline import preprocess_images
+
+# --- tasks (module level: they travel to worker processes by name, or by value to Dask) --------
+
+
+def square(x: int, delay: float = 0.0) -> int:
+    time.sleep(delay * ((x * 7) % 5))  # later tasks often finish first
+    return x * x
+
+
+def fail_on_seven(x: int) -> int:
+    if x == 7:
+        raise ValueError("seven is not allowed\nsecond line")
+    return x
+
+
+def die_on_three(x: int) -> int:
+    if x == 3:
+        os._exit(1)  # as a segfaulting native decoder would
+    return x
+
+
+class Counted:
+    """An iterator of tasks that records how many were drawn."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.drawn = n, 0
+
+    def __iter__(self):
+        for i in range(self.n):
+            self.drawn += 1
+            yield i
+
+
+def assert_bounded(results, tasks: Counted, window: int) -> list:
+    got = []
+    for value in results:
+        got.append(value)
+        # Drawn so far: the ones consumed plus at most a window in flight.
+        assert tasks.drawn <= len(got) + window
+    return got
+
+
+# --- local ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_keeps_task_order_and_a_bounded_window(workers):
+    tasks = Counted(40)
+    got = assert_bounded(ordered_map(square, tasks, EngineSpec("local", workers), 0.002, per_worker=2), tasks,
+                         2 * workers)
+    assert got == [i * i for i in range(40)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_task_error_is_one_line_naming_the_task(workers):
+    with pytest.raises(PipelineError) as info:
+        list(ordered_map(fail_on_seven, range(20), EngineSpec("local", workers)))
+    assert str(info.value).startswith("task 7 failed")
+    assert str(info.value).endswith("ValueError: seven is not allowed")
+
+
+def test_local_killed_worker_fails_naming_a_task_in_flight():
+    with pytest.raises(PipelineError, match=r"a worker process died with task \d+ in flight .*engine\.workers=1"):
+        list(ordered_map(die_on_three, range(20), EngineSpec("local", 2)))
+
+
+def test_unreachable_scheduler_is_one_line(monkeypatch):
+    import socket
+
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT_S", 0.5)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = EngineSpec("dask", dask_address=f"tcp://127.0.0.1:{port}", section="preprocess")
+    with pytest.raises(PipelineError, match=rf"^preprocess\.dask_address tcp://127\.0\.0\.1:{port}: cannot connect"):
+        list(ordered_map(square, range(3), spec))
+
+
+# --- dask ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_address():
+    """A 2-worker LocalCluster started by the engine itself (dask_address empty)."""
+    pytest.importorskip("distributed")
+    import cloudpickle
+
+    # This module is not importable on the workers: send its task functions by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    before = {name: os.environ.get(name) for name in engine._CLUSTER_ENV}
+    with engine.dask_client(EngineSpec("dask", dask_workers=2)) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+        yield client.scheduler.address
+    # The cluster's pre-spawn environment (OMP_NUM_THREADS=1, ...) does not outlive it.
+    assert {name: os.environ.get(name) for name in engine._CLUSTER_ENV} == before
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_dask_keeps_order_and_a_bounded_window_names_failed_tasks_and_checks_paths(dask_address, tmp_path):
+    # One client for the three (a connection costs a few tenths of a second).
+    with engine.start(EngineSpec("dask", dask_address=dask_address)) as runner:
+        assert runner.workers == 2 and runner.where.startswith(f"dask {dask_address}")
+        tasks = Counted(30)
+        got = assert_bounded(runner.map(square, tasks, 0.002, per_worker=2), tasks, 2 * 2)
+        assert got == [i * i for i in range(30)]
+
+        with pytest.raises(PipelineError, match=r"^task 7 failed on a Dask worker: ValueError: seven is not allowed$"):
+            list(runner.map(fail_on_seven, range(20)))
+
+        runner.require_paths([str(tmp_path)])
+        with pytest.raises(PipelineError, match=r"^Dask worker tcp://\S+ cannot see /\S+/nowhere \(raw\): .*shared"):
+            runner.require_paths([str(tmp_path / "nowhere")], "raw")
+
+
+def photos(n: int) -> dict[str, bytes]:
+    """Assorted small files, a few JPEGs large enough to be drafted, and two bad files."""
+    files = {}
+    for i in range(n):
+        image = rgb(12 + i % 9, 10 + i % 7, seed=i)
+        if i % 4 == 0:
+            files[f"c{i % 3}/{i:03d}.png"] = encode(image, "PNG")
+        elif i % 4 == 1:
+            files[f"c{i % 3}/{i:03d}.jpg"] = encode(rgb(96 + i, 80 + i, seed=i), "JPEG", quality=85)
+        else:
+            files[f"c{i % 3}/{i:03d}.jpg"] = encode(image, "JPEG", quality=80)
+    files["c0/bad.jpg"] = b"\xff\xd8\xff\xe0 truncated"
+    files["c1/bad.png"] = b"not an image"
+    return files
+
+
+def output_bytes(out) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("store", ["pixels", "jpeg"])
+def test_preprocess_bytes_are_identical_on_local_1_2_workers_and_dask(store, dask_address, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "chunk_size", lambda c: 8)  # 9 chunks: real interleaving
+    raw = write_raw(tmp_path / "raw", photos(70))
+    outputs = {}
+    for name, overrides in {
+        "local1": {"workers": 1},
+        "local2": {"workers": 2},
+        "dask": {"engine": "dask", "dask_address": dask_address},
+    }.items():
+        summary = preprocess_images(raw, tmp_path / name, cfg(store=store, shard_max_mb=0.005, **overrides),
+                                    progress=False)
+        assert (summary["images"], summary["rejects"]) == (70, 2)
+        outputs[name] = output_bytes(tmp_path / name)
+    assert len([n for n in outputs["local1"] if n.startswith("shards/")]) > 1
+    assert outputs["local1"] == outputs["local2"] == outputs["dask"]
