@@ -15,7 +15,8 @@ def validate() -> dict:
     from imgpipe import contracts as c
     from imgpipe.errors import ValidationFailed
     from imgpipe.io import atomic_dir, commit_outputs, write_json, write_parquet
-    from imgpipe.preprocess.shards import gather, open_shard
+    from imgpipe.preprocess.shards import open_shard
+    from imgpipe.validate.chunked import ShardPixels
     from imgpipe.validate.sheets import draw_sheets, write_report
     from imgpipe.validate.suite import load_suite
     from imgpipe.validate.validation import GateReport, validate_dataset
@@ -39,8 +40,7 @@ def validate() -> dict:
     if (faces := load_faces_table(paths.raw)) is not None:
         tables["faces"] = faces
 
-    def load_pixels(rows):
-        return gather(paths.preprocessed, rows[c.SHARD].to_numpy(), rows[c.SHARD_OFFSET].to_numpy())
+    load_pixels = ShardPixels(paths.preprocessed)  # a chunk at a time, here or on the engine
 
     report = GateReport()
     failed_dir = c.VALIDATE_FAILED_DIR

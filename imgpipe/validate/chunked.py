@@ -208,3 +208,87 @@ class ItemPositions:
 
     def __len__(self) -> int:
         return len(self.index)
+
+
+# --- reading from the shards, and running chunks on the engine --------------------------------
+
+
+class ShardRows:
+    """The pixels of some images, by (shard, offset): a small, picklable task an engine can send
+    to another process or machine, which reads the shards there (same absolute paths)."""
+
+    def __init__(self, root: str, shard: np.ndarray, offset: np.ndarray) -> None:
+        self.root, self.shard, self.offset = root, shard, offset
+
+    def __call__(self) -> np.ndarray:
+        from imgpipe.preprocess.shards import gather
+
+        return gather(self.root, self.shard, self.offset)
+
+
+class ShardLoader:
+    """``loader(positions)``: the pixels of those rows of a table with ``shard`` and
+    ``shard_offset`` columns; ``task(positions)``: the same read as a :class:`ShardRows`."""
+
+    def __init__(self, root, shard: np.ndarray, offset: np.ndarray) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.shard = np.asarray(shard, dtype=np.int64)
+        self.offset = np.asarray(offset, dtype=np.int64)
+
+    def task(self, positions: np.ndarray) -> ShardRows:
+        return ShardRows(self.root, self.shard[positions], self.offset[positions])
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        return self.task(positions)()
+
+
+class ShardPixels:
+    """What the stage hands :func:`imgpipe.validate.validation.validate_dataset` as
+    ``load_pixels``: called with manifest rows it returns their pixels; :meth:`for_rows` binds it
+    to a table once, as a :class:`ShardLoader` an engine can split into tasks."""
+
+    def __init__(self, root) -> None:
+        self.root = root
+
+    def for_rows(self, rows) -> ShardLoader:
+        from imgpipe.contracts import SHARD, SHARD_OFFSET
+
+        return ShardLoader(self.root, rows[SHARD].to_numpy(), rows[SHARD_OFFSET].to_numpy())
+
+    def __call__(self, rows) -> np.ndarray:
+        return self.for_rows(rows)(np.arange(len(rows)))
+
+
+def run_chunk(task, fn: Callable, kwargs: dict, threads: int):
+    """One chunk on an engine worker: read its pixels, run ``fn`` under the stage's BLAS thread
+    count (the sums' order, hence their last bits, depend on it: the bytes must not depend on
+    where a chunk ran)."""
+    from threadpoolctl import threadpool_limits
+
+    read, start = task
+    with threadpool_limits(limits=threads):
+        return fn(read(), start, **kwargs)
+
+
+class ChunkEngine:
+    """Runs :meth:`PixelSource.map` chunks on an :class:`imgpipe.engine.Runner`: each task carries
+    a :class:`ShardRows` (paths and offsets, no pixels); large arguments (the LSH tables, the
+    embeddings) go to the Dask workers once, not with every task. Results come back in order."""
+
+    def __init__(self, runner, threads: int) -> None:
+        self.runner = runner
+        self.threads = threads
+
+    def map_chunks(self, source: PixelSource, fn: Callable, bounds: list[tuple[int, int]], kwargs: dict):
+        if not hasattr(source.loader, "task"):  # pixels only this process can read: run here
+            for start, stop in bounds:
+                yield start, stop, fn(source.loader(source.positions[start:stop]), start, **kwargs)
+            return
+        client = getattr(self.runner, "_client", None)
+        if client is not None and kwargs:  # one copy per worker, resolved by Dask in each task
+            kwargs = client.scatter(kwargs, broadcast=True, hash=False)
+        tasks = ((source.loader.task(source.positions[start:stop]), start) for start, stop in bounds)
+        results = self.runner.map(run_chunk, tasks, fn, kwargs, self.threads,
+                                  describe=lambda i, t: f"validate chunk {i} (rows {bounds[i][0]}..{bounds[i][1] - 1})")
+        for (start, stop), result in zip(bounds, results, strict=True):
+            yield start, stop, result

@@ -18,6 +18,7 @@ Everything a person needs to review lands in one table (``review.parquet``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,23 @@ def _combine(review: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:
     return review.drop(columns="_o").reset_index(drop=True)[list(REVIEW_COLUMNS)]
 
 
+@contextmanager
+def check_engine(cfg: ValidateParams, ctx: CheckContext):
+    """The engine the checks' per-chunk pixel work runs on: None (this process) unless
+    ``validate.engine`` is dask and there are pixels to read."""
+    if getattr(cfg, "engine", "local") != "dask" or not ctx.has_pixels:
+        yield None
+        return
+    from imgpipe.engine import EngineSpec, start
+    from imgpipe.validate.chunked import ChunkEngine
+
+    with start(EngineSpec.of(cfg, "validate")) as runner:
+        root = getattr(ctx.pixel_loader, "root", None)
+        if root:
+            runner.require_paths([root], "the preprocessed shards")
+        yield ChunkEngine(runner, CHECK_THREADS)
+
+
 def validate_dataset(
     manifest: pd.DataFrame,
     labels: pd.DataFrame,
@@ -231,11 +249,14 @@ def validate_dataset(
     rest = df[~gate_bad].reset_index(drop=True)
     rest["label_index"] = rest["label_index"].astype("int64")
     loader = None
-    if load_pixels is not None:
+    if load_pixels is not None and hasattr(load_pixels, "for_rows"):  # shard reads an engine can send
+        loader = load_pixels.for_rows(rest)
+    elif load_pixels is not None:
         def loader(pos: np.ndarray) -> np.ndarray:
             return load_pixels(rest.iloc[pos])
     ctx = CheckContext(rows=rest, classes=list(classes), cfg=cfg, pixel_loader=loader, tables=dict(tables or {}))
-    found = run_checks(ctx)
+    with check_engine(cfg, ctx) as ctx.engine:
+        found = run_checks(ctx)
     checks, final, why, groups = found.findings, found.final, found.why, found.groups
     item_ids = rest[ITEM_ID].to_numpy()
     check_quarantined = final == "quarantined"
