@@ -74,8 +74,11 @@ def validate() -> dict:
             write_parquet(result.review, tmp / c.REVIEW_FILE)
             write_json(tmp / c.EXPECTATIONS_FILE, {"suite": str(paths.suite), "results": result.expectations})
             write_json(tmp / c.QUALITY_DETAIL_FILE, result.detail)
-        label_of = dict(zip(manifest[c.ITEM_ID], manifest[c.ITEM_ID].map(
-            dict(zip(labels[c.ITEM_ID], labels[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
+        # Captions of the images the sheets may show: the reviewed ones (not a dict of every image).
+        shown = manifest[c.ITEM_ID][manifest[c.ITEM_ID].isin(result.review[c.ITEM_ID])]
+        known = labels[labels[c.ITEM_ID].isin(shown)]
+        label_of = dict(zip(shown, shown.map(
+            dict(zip(known[c.ITEM_ID], known[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
         with atomic_dir(c.VALIDATE_REPORT_DIR) as tmp:
             sheets = draw_sheets(result.review, result.pixels, result.pixel_index, label_of, tmp / "sheets",
                                  boxes=tables.get("boxes"))

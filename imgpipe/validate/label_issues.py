@@ -43,10 +43,31 @@ def _normalise(patches: np.ndarray) -> np.ndarray:
     return p
 
 
+FEATURE_SIDE = 32  # larger images are area-averaged down to about this side first
+
+
+def shrink_factor(shape: tuple[int, ...]) -> int:
+    """The integer factor images of ``shape`` are area-averaged by before their features (1 up
+    to 63 pixels: the features were designed and tuned on 32x32 photographs; at 224 pixels the
+    full-size patches would cost 60 times more for a cheap model's probabilities)."""
+    return max(1, min(shape[:2]) // FEATURE_SIDE)
+
+
+def shrink(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """``(N, H // f, W // f, C)`` uint8 block means (the remainder rows/columns are cut)."""
+    if factor == 1:
+        return pixels
+    n, h, w, c = pixels.shape
+    hh, ww = h // factor, w // factor
+    blocks = pixels[:, : hh * factor, : ww * factor].reshape(n, hh, factor, ww, factor, c)
+    return np.rint(blocks.mean(axis=(2, 4))).astype(np.uint8)
+
+
 @dataclass
 class KMeansModel:
     """What every chunk's features need: the patch geometry, the whitening and the centroids."""
 
+    factor: int  # images are area-averaged by this first (:func:`shrink`)
     size: int
     stride: int
     mean: np.ndarray
@@ -73,8 +94,9 @@ def fit_kmeans(source, seed: int = 0) -> KMeansModel:
 
     source = as_source(source)
     n = source.n
-    h, w, channels = source.shape
-    size, stride = patch_geometry(source.shape)
+    factor = shrink_factor(source.shape)
+    h, w, channels = source.shape[0] // factor, source.shape[1] // factor, source.shape[2]
+    size, stride = patch_geometry((h, w))
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(n, min(n, 4000), replace=False))
     ph, pw = h - size + 1, w - size + 1
@@ -89,7 +111,7 @@ def fit_kmeans(source, seed: int = 0) -> KMeansModel:
         lo, hi = np.searchsorted(image, [s, s + step])
         if lo == hi:
             continue
-        pixels = source.read(pick[s : s + step])
+        pixels = shrink(source.read(pick[s : s + step]), factor)
         windows = _patches(pixels, size, 1)
         sample[lo:hi] = windows[image[lo:hi] - s, py[lo:hi], px[lo:hi]]
     sample = _normalise(sample)
@@ -100,20 +122,22 @@ def fit_kmeans(source, seed: int = 0) -> KMeansModel:
     km = MiniBatchKMeans(k, init="k-means++" if n >= 5000 else "random", random_state=seed,
                          batch_size=4096, n_init=1, max_iter=10).fit((sample - mean) @ whiten)
     centres = km.cluster_centers_.astype(np.float32)
-    return KMeansModel(size, stride, mean, whiten, centres, (centres * centres).sum(axis=1), k)
+    return KMeansModel(factor, size, stride, mean, whiten, centres, (centres * centres).sum(axis=1), k)
 
 
 def chunk_rows(shape: tuple[int, ...]) -> int:
-    """Images per feature chunk: ``CHUNK`` at 32x32 (the transients are ~200 MB), fewer for
-    larger images so the (patches x centroids) arrays stay that size."""
-    h, w = shape[:2]
-    return max(1, min(CHUNK, CHUNK * 32 * 32 // (h * w)))
+    """Images per feature chunk: ``CHUNK`` (the transients are ~200 MB at 32x32), fewer when
+    the pixels read for them would pass 64 MiB or the shrunk images are larger than 32x32."""
+    factor = shrink_factor(shape)
+    h, w = shape[0] // factor, shape[1] // factor
+    return max(1, min(CHUNK, CHUNK * 32 * 32 // (h * w), (64 << 20) // int(np.prod(shape))))
 
 
 def kmeans_chunk(pixels: np.ndarray, start: int, model: KMeansModel) -> np.ndarray:
     """``(len(pixels), 4 * CENTROIDS)`` float32 square-rooted features of one chunk."""
     size, stride, mean, whiten, centres, c2, k = (model.size, model.stride, model.mean, model.whiten,
                                                     model.centres, model.c2, model.k)
+    pixels = shrink(pixels, model.factor)
     out = np.zeros((len(pixels), 4 * CENTROIDS), np.float32)
     p = _normalise(_patches(pixels, size, stride))
     b, ph, pw, d = p.shape

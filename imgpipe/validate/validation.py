@@ -195,7 +195,8 @@ def validate_dataset(
     report = report if report is not None else GateReport()
     df = join_tables(manifest, labels)
     dropped = dropped_by_label_policy(df, label_issues)
-    df = df[~df["item_id"].isin(dropped)].reset_index(drop=True)
+    if dropped:  # (no copy of a million-row table when nothing leaves)
+        df = df[~df["item_id"].isin(dropped)].reset_index(drop=True)
     decoded = len(df) + len(dropped)
     spec = image_spec or {}
     df["image_height"] = int(spec.get("height", 0))
@@ -246,7 +247,7 @@ def validate_dataset(
             np.nan, "quarantined", "", "", ["; ".join(reasons[p]) for p in pos]))
 
     # -- cleaning checks on what passed the gate -----------------------------------------------
-    rest = df[~gate_bad].reset_index(drop=True)
+    rest = df[~gate_bad].reset_index(drop=True) if gate_bad.any() else df.copy(deep=False)
     rest["label_index"] = rest["label_index"].astype("int64")
     loader = None
     if load_pixels is not None and hasattr(load_pixels, "for_rows"):  # shard reads an engine can send
@@ -319,15 +320,16 @@ def validate_dataset(
         "test": int(split_counts.get("test", 0)),
     }
     per_class: dict[str, dict] = {}
-    label_of = dict(zip(rest[ITEM_ID], rest[LABEL].astype(str), strict=True))
-    label_of.update(dict(zip(df[ITEM_ID], df[LABEL].fillna("").astype(str), strict=True)))
     for c in classes:
         per_class[c] = {"images": int(classes_df.loc[classes_df["class"] == c, "count"].iloc[0]),
                         "valid": int((clean[LABEL] == c).sum())}
-    for item, chk in checks[[ITEM_ID, "check"]].itertuples(index=False):
-        c = label_of.get(item, "")
-        if c in per_class:
-            per_class[c][chk] = per_class[c].get(chk, 0) + 1
+    if len(checks):  # findings per (class, check), in order of first appearance (no per-image dict)
+        label_of = pd.Series(df[LABEL].fillna("").astype(str).to_numpy(), index=df[ITEM_ID].to_numpy())
+        pairs = pd.DataFrame({"c": checks[ITEM_ID].map(label_of).fillna("").to_numpy(),
+                              "chk": checks["check"].to_numpy()})
+        for (c, chk), count in pairs.groupby(["c", "chk"], sort=False).size().items():
+            if c in per_class:
+                per_class[c][chk] = per_class[c].get(chk, 0) + int(count)
     detail = {
         "quarantine_by_reason": dict(sorted(by_reason.items())),
         "findings_by_check": {f"{k[0]}/{k[1]}": int(v) for k, v in sorted(per_check.items())},
