@@ -38,7 +38,7 @@ def test_near_duplicate_pairs_are_the_same_in_chunks_as_all_at_once():
 
 
 def test_label_issue_features_and_probabilities_are_the_same_bytes_in_chunks_and_on_disk(monkeypatch):
-    images, y = class_images(30, 3, size=16, seed=2)
+    images, y = class_images(20, 3, size=12, seed=2)
     whole = label_issues.kmeans_features(images, seed=0, sqrt=True)
     probs = label_issues.out_of_sample_probabilities(whole, y, 3, 5, seed=0)
     monkeypatch.setattr(label_issues, "CHUNK", 7)  # 7 images per feature chunk
