@@ -11,7 +11,7 @@ import pytest
 
 from imgpipe.io import read_parquet
 from imgpipe.params.validate import ValidateParams
-from imgpipe.validate import chunked, label_issues
+from imgpipe.validate import chunked, duplicates, label_issues
 from imgpipe.validate.chunked import RowStore, ShardPixels, array_source
 from imgpipe.validate.duplicates import near_duplicate_pairs
 from imgpipe.validate.suite import load_suite
@@ -28,10 +28,11 @@ def _with_copies(n: int, seed: int) -> np.ndarray:
     return images
 
 
-def test_near_duplicate_pairs_are_the_same_in_chunks_as_all_at_once():
+def test_near_duplicate_pairs_are_the_same_in_chunks_as_all_at_once(monkeypatch):
     images = _with_copies(120, seed=4)
     whole = near_duplicate_pairs(images, 0.98)  # one chunk: today's path
     assert len(whole) >= 5
+    monkeypatch.setattr(duplicates, "KEY_BLOCK", 13)  # the LSH keys in blocks of rows too
     for rows in (7, 50):
         chunked_pairs = near_duplicate_pairs(array_source(images), 0.98, chunk=rows)
         pd.testing.assert_frame_equal(chunked_pairs, whole)
