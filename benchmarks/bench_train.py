@@ -62,7 +62,7 @@ def headline(work: Path, epochs: int | None) -> Path:
     times = {}
     started = time.perf_counter()
     out = ""
-    for stage in ["download", "labels", "preprocess", "validate", "augment", "train", "evaluate"]:
+    for stage in ["download", "labels", "preprocess", "validate", "card", "augment", "train", "crossval", "evaluate"]:
         t0 = time.perf_counter()
         proc = run(repo, "dvc", "repro", "-s", stage)
         times[stage] = time.perf_counter() - t0

@@ -15,7 +15,8 @@ def validate() -> dict:
     from imgpipe import contracts as c
     from imgpipe.errors import ValidationFailed
     from imgpipe.io import atomic_dir, commit_outputs, write_json, write_parquet
-    from imgpipe.preprocess.shards import gather, open_shard
+    from imgpipe.preprocess.shards import open_shard
+    from imgpipe.validate.chunked import ShardPixels
     from imgpipe.validate.sheets import draw_sheets, write_report
     from imgpipe.validate.suite import load_suite
     from imgpipe.validate.validation import GateReport, validate_dataset
@@ -43,8 +44,7 @@ def validate() -> dict:
     if (faces := load_faces_table(paths.raw)) is not None:
         tables["faces"] = faces
 
-    def load_pixels(rows):
-        return gather(paths.preprocessed, rows[c.SHARD].to_numpy(), rows[c.SHARD_OFFSET].to_numpy())
+    load_pixels = ShardPixels(paths.preprocessed)  # a chunk at a time, here or on the engine
 
     report = GateReport()
     failed_dir = c.VALIDATE_FAILED_DIR
@@ -78,8 +78,11 @@ def validate() -> dict:
             write_parquet(result.review, tmp / c.REVIEW_FILE)
             write_json(tmp / c.EXPECTATIONS_FILE, {"suite": str(paths.suite), "results": result.expectations})
             write_json(tmp / c.QUALITY_DETAIL_FILE, result.detail)
-        label_of = dict(zip(manifest[c.ITEM_ID], manifest[c.ITEM_ID].map(
-            dict(zip(labels[c.ITEM_ID], labels[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
+        # Captions of the images the sheets may show: the reviewed ones (not a dict of every image).
+        shown = manifest[c.ITEM_ID][manifest[c.ITEM_ID].isin(result.review[c.ITEM_ID])]
+        known = labels[labels[c.ITEM_ID].isin(shown)]
+        label_of = dict(zip(shown, shown.map(
+            dict(zip(known[c.ITEM_ID], known[c.LABEL].astype(str), strict=True))).fillna("?"), strict=True))
         with atomic_dir(c.VALIDATE_REPORT_DIR) as tmp:
             sheets = draw_sheets(result.review, result.pixels, result.pixel_index, label_of, tmp / "sheets",
                                  boxes=tables.get("boxes"))

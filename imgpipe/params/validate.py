@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from imgpipe.params.base import Section
+from imgpipe.params.base import EngineParams, Section
 
 FlagOrDrop = Literal["flag", "drop"]
 CheckPolicy = Literal["flag", "drop", "quarantine"]
@@ -89,7 +89,7 @@ class OodParams(Section):
     seed: int = Field(0, ge=0)
 
 
-class ValidateParams(Section):
+class ValidateParams(Section, EngineParams):  # + engine, dask_address, dask_workers: per-chunk pixel work (docs/cleaning.md)
     max_quarantine_fraction: float = Field(0.05, ge=0, le=1)
     max_reject_fraction: float = Field(0.05, ge=0, le=1)  # undecodable files (preprocess rejects)
     min_class_count: int = Field(1, ge=0)  # fewer images of any frozen class fails the stage

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 GRID = 7  # cells per side of the embedding grid
+KEY_BLOCK = 16384  # rows per block of LSH keys (~40 MB of transients)
 MIN_NORM = 1.0  # images flatter than this (mean |cell - mean| in grey levels) take no part
 
 
@@ -79,66 +80,109 @@ def _keys(emb: np.ndarray, planes: np.ndarray) -> np.ndarray:
 
 def _margin_for(pixels: np.ndarray, margin: int) -> int:
     h, w = pixels.shape[1:3]
+    return _margin_for_shape((h, w), margin)
+
+
+def _margin_for_shape(shape: tuple[int, ...], margin: int) -> int:
+    h, w = shape[:2]
     return max(0, min(margin, (min(h, w) - GRID) // 2))
 
 
+def centre_chunk(pixels: np.ndarray, start: int, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """One chunk's centred embeddings and spreads (the per-image work of the first pass)."""
+    return embed(integral(pixels), margin, margin, margin)
+
+
+def query_chunk(pixels: np.ndarray, start: int, margin: int, planes: np.ndarray, sorted_keys: np.ndarray,
+                order: np.ndarray, usable: np.ndarray, centre: np.ndarray, threshold: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk's near-duplicate hits ``(a, b, similarity)`` (row positions, ``a`` in the chunk):
+    its shifted embeddings looked up in the tables, candidates verified exactly."""
+    n, tables = len(centre), len(sorted_keys)
+    s = start
+    table = integral(pixels)
+    ok = usable[s : s + len(pixels)]
+    hit_a, hit_b, hit_v = [], [], []
+    for oy, ox in half_offsets(margin):
+        query, _ = embed(table, oy, ox, margin)
+        qkeys = _keys(query, planes)
+        found = []
+        for t in range(tables):
+            lo = np.searchsorted(sorted_keys[t], qkeys[:, t], "left")
+            hi = np.searchsorted(sorted_keys[t], qkeys[:, t], "right")
+            count = np.where(ok, hi - lo, 0)
+            total = int(count.sum())
+            if not total:
+                continue
+            q = np.repeat(np.arange(len(query)), count)
+            pos = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
+            other = order[t][pos].astype(np.int64)
+            keep = other != q + s
+            found.append(q[keep].astype(np.int64) * n + other[keep])
+        if not found:
+            continue
+        cand = np.unique(np.concatenate(found))
+        q, other = cand // n, cand % n
+        sim = np.einsum("nd,nd->n", query[q], centre[other])
+        hit = sim >= threshold
+        hit_a.append(q[hit] + s)
+        hit_b.append(other[hit])
+        hit_v.append(sim[hit])
+    if not hit_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(hit_a), np.concatenate(hit_b), np.concatenate(hit_v)
+
+
 def near_duplicate_pairs(
-    pixels: np.ndarray,
+    pixels,
     threshold: float,
     margin: int = 2,
     tables: int = 12,
     bits: int = 24,
     seed: int = 0,
-    chunk: int = 4096,
+    chunk: int | None = None,
 ) -> pd.DataFrame:
-    """Pairs ``(a, b, similarity)`` with ``a < b`` (row positions) of near duplicates, by LSH."""
-    n = len(pixels)
+    """Pairs ``(a, b, similarity)`` with ``a < b`` (row positions) of near duplicates, by LSH.
+
+    ``pixels``: an ``(N, H, W, C)`` array or an :class:`imgpipe.validate.chunked.PixelSource`,
+    read twice, ``chunk`` images at a time (default: 12 MiB of pixels), so memory holds only
+    the per-image embeddings and tables; the pairs do not depend on the chunk size."""
+    from imgpipe.validate.chunked import as_source, rows_per_chunk
+
+    source = as_source(pixels)
+    n = source.n
     if n < 2:
         return _pairs_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    margin = _margin_for(pixels, margin)
-    centre = np.empty((n, GRID * GRID * pixels.shape[-1]), np.float32)
+    margin = _margin_for_shape(source.shape, margin)
+    rows = chunk or rows_per_chunk(source.shape)
+    centre = np.empty((n, GRID * GRID * source.shape[-1]), np.float32)
     spread = np.empty(n)
-    for s in range(0, n, chunk):
-        centre[s : s + chunk], spread[s : s + chunk] = embed(integral(pixels[s : s + chunk]), margin, margin, margin)
+    for s, e, (part, part_spread) in source.map(centre_chunk, rows, margin=margin):
+        centre[s:e], spread[s:e] = part, part_spread
     usable = spread >= MIN_NORM
+    del spread
     planes = np.random.default_rng(seed).standard_normal((tables, bits, centre.shape[1])).astype(np.float32)
-    keys = _keys(centre, planes)
+    # In row blocks: all at once, the (rows x tables*bits) sign and uint64 arrays were 5.8 KB per
+    # image (1.7 GB at 300,000), the stage's peak. Each row's keys do not depend on the block.
+    keys = np.empty((n, tables), np.uint64)
+    for s in range(0, n, KEY_BLOCK):
+        keys[s : s + KEY_BLOCK] = _keys(centre[s : s + KEY_BLOCK], planes)
     # Flat images sit in no bucket: the tables index the usable images only. (Overwriting their
     # sorted keys with a maximum unsorted the arrays, and searchsorted then gave hi < lo.)
     indexed = np.nonzero(usable)[0]
     order = indexed[np.argsort(keys[indexed], axis=0, kind="stable")]  # (usable, tables)
     sorted_keys = np.ascontiguousarray(np.take_along_axis(keys, order, axis=0).T)  # (tables, usable)
-    order = np.ascontiguousarray(order.T)
+    del keys
+    index_type = np.int32 if n < 2**31 else np.int64  # positions: half the bytes of int64
+    order = np.ascontiguousarray(order.T, dtype=index_type)
     best: dict[int, float] = {}
-    for s in range(0, n, chunk):
-        table = integral(pixels[s : s + chunk])
-        ok = usable[s : s + chunk]
-        for oy, ox in half_offsets(margin):
-            query, _ = embed(table, oy, ox, margin)
-            qkeys = _keys(query, planes)
-            found = []
-            for t in range(tables):
-                lo = np.searchsorted(sorted_keys[t], qkeys[:, t], "left")
-                hi = np.searchsorted(sorted_keys[t], qkeys[:, t], "right")
-                count = np.where(ok, hi - lo, 0)
-                total = int(count.sum())
-                if not total:
-                    continue
-                q = np.repeat(np.arange(len(query)), count)
-                pos = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
-                other = order[t][pos]
-                keep = other != q + s
-                found.append(q[keep].astype(np.int64) * n + other[keep])
-            if not found:
-                continue
-            cand = np.unique(np.concatenate(found))
-            q, other = cand // n, cand % n
-            sim = np.einsum("nd,nd->n", query[q], centre[other])
-            hit = sim >= threshold
-            for a, b, v in zip((q[hit] + s).tolist(), other[hit].tolist(), sim[hit].tolist(), strict=True):
-                key = min(a, b) * n + max(a, b)
-                if v > best.get(key, -1.0):
-                    best[key] = v
+    for _, _, (hit_a, hit_b, hit_v) in source.map(query_chunk, rows, margin=margin, planes=planes,
+                                                   sorted_keys=sorted_keys, order=order, usable=usable,
+                                                   centre=centre, threshold=threshold):
+        for a, b, v in zip(hit_a.tolist(), hit_b.tolist(), hit_v.tolist(), strict=True):
+            key = min(a, b) * n + max(a, b)
+            if v > best.get(key, -1.0):
+                best[key] = v
     keys_found = np.array(sorted(best), dtype=np.int64)
     sims = np.array([best[k] for k in keys_found.tolist()])
     return _pairs_frame(keys_found // n, keys_found % n, sims)

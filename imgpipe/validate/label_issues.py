@@ -16,6 +16,8 @@ are kept, the least self-confident first, so the review list stays a size a pers
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -41,18 +43,78 @@ def _normalise(patches: np.ndarray) -> np.ndarray:
     return p
 
 
-def kmeans_features(pixels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``(N, 4 * CENTROIDS)`` float32 features, learnt without labels."""
+FEATURE_SIDE = 32  # larger images are area-averaged down to about this side first
+
+
+def shrink_factor(shape: tuple[int, ...]) -> int:
+    """The integer factor images of ``shape`` are area-averaged by before their features (1 up
+    to 63 pixels: the features were designed and tuned on 32x32 photographs; at 224 pixels the
+    full-size patches would cost 60 times more for a cheap model's probabilities)."""
+    return max(1, min(shape[:2]) // FEATURE_SIDE)
+
+
+def shrink(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """``(N, H // f, W // f, C)`` uint8 block means (the remainder rows/columns are cut)."""
+    if factor == 1:
+        return pixels
+    n, h, w, c = pixels.shape
+    hh, ww = h // factor, w // factor
+    blocks = pixels[:, : hh * factor, : ww * factor].reshape(n, hh, factor, ww, factor, c)
+    return np.rint(blocks.mean(axis=(2, 4))).astype(np.uint8)
+
+
+@dataclass
+class KMeansModel:
+    """What every chunk's features need: the patch geometry, the whitening and the centroids."""
+
+    factor: int  # images are area-averaged by this first (:func:`shrink`)
+    size: int
+    stride: int
+    mean: np.ndarray
+    whiten: np.ndarray
+    centres: np.ndarray
+    c2: np.ndarray
+    k: int
+
+
+def patch_geometry(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Patch side and feature stride for images of ``shape`` ``(H, W, ...)``."""
+    h, w = shape[:2]
+    return max(2, min(6, min(h, w) // 2)), 1 if min(h, w) <= 16 else 2
+
+
+def fit_kmeans(source, seed: int = 0) -> KMeansModel:
+    """Whitening and centroids learnt without labels from a seeded sample of patches.
+
+    The sample is the same as drawing ``SAMPLE_PATCHES`` of all the patches of 4,000 seeded
+    images, but only the drawn patches are ever cut out (all of them at 224 pixels would be 20 GB)."""
     from sklearn.cluster import MiniBatchKMeans
 
-    n, h, w, _ = pixels.shape
-    size = max(2, min(6, min(h, w) // 2))
-    stride = 1 if min(h, w) <= 16 else 2
+    from imgpipe.validate.chunked import as_source, rows_per_chunk
+
+    source = as_source(source)
+    n = source.n
+    factor = shrink_factor(source.shape)
+    h, w, channels = source.shape[0] // factor, source.shape[1] // factor, source.shape[2]
+    size, stride = patch_geometry((h, w))
     rng = np.random.default_rng(seed)
-    pick = rng.choice(n, min(n, 4000), replace=False)
-    sample = _patches(pixels[np.sort(pick)], size, 1).reshape(-1, size * size * pixels.shape[-1])
-    keep = min(len(sample), SAMPLE_PATCHES, 100 * n)  # small sets: fewer patches and centroids
-    sample = _normalise(sample[np.sort(rng.choice(len(sample), keep, replace=False))])
+    pick = np.sort(rng.choice(n, min(n, 4000), replace=False))
+    ph, pw = h - size + 1, w - size + 1
+    total = len(pick) * ph * pw
+    keep = min(total, SAMPLE_PATCHES, 100 * n)  # small sets: fewer patches and centroids
+    chosen = np.sort(rng.choice(total, keep, replace=False))
+    image, rest = np.divmod(chosen, ph * pw)
+    py, px = np.divmod(rest, pw)
+    sample = np.empty((keep, size * size * channels), np.uint8)
+    step = rows_per_chunk(source.shape)
+    for s in range(0, len(pick), step):  # the sampled images a chunk at a time
+        lo, hi = np.searchsorted(image, [s, s + step])
+        if lo == hi:
+            continue
+        pixels = shrink(source.read(pick[s : s + step]), factor)
+        windows = _patches(pixels, size, 1)
+        sample[lo:hi] = windows[image[lo:hi] - s, py[lo:hi], px[lo:hi]]
+    sample = _normalise(sample)
     mean = sample.mean(axis=0)
     eigval, eigvec = np.linalg.eigh(np.cov(sample - mean, rowvar=False).astype(np.float64))
     whiten = (eigvec @ np.diag(1.0 / np.sqrt(np.maximum(eigval, 0) + 0.1)) @ eigvec.T).astype(np.float32)
@@ -60,31 +122,62 @@ def kmeans_features(pixels: np.ndarray, seed: int = 0) -> np.ndarray:
     km = MiniBatchKMeans(k, init="k-means++" if n >= 5000 else "random", random_state=seed,
                          batch_size=4096, n_init=1, max_iter=10).fit((sample - mean) @ whiten)
     centres = km.cluster_centers_.astype(np.float32)
-    c2 = (centres * centres).sum(axis=1)
-    out = np.zeros((n, 4 * CENTROIDS), np.float32)
-    for s in range(0, n, CHUNK):
-        p = _normalise(_patches(pixels[s : s + CHUNK], size, stride))
-        b, ph, pw, d = p.shape
-        z = (p.reshape(-1, d) - mean) @ whiten
-        del p
-        # The (patches x centroids) arrays are the stage's largest transients (~200 MB per chunk
-        # of 1,000 32x32 images): computed in place, in the same order as the plain expression
-        # sqrt(max(|z|^2 - 2 z.c + |c|^2, 0)), so the features keep their exact bits.
-        dist = z @ centres.T
-        dist *= 2
-        np.subtract((z * z).sum(axis=1, keepdims=True), dist, out=dist)
-        dist += c2
-        np.maximum(dist, 0, out=dist)
-        np.sqrt(dist, out=dist)
-        del z
-        np.subtract(dist.mean(axis=1, keepdims=True), dist, out=dist)
-        act = np.maximum(dist, 0, out=dist).reshape(b, ph, pw, k)
-        hh, hw = max(ph // 2, 1), max(pw // 2, 1)
-        quads = [act[:, :hh, :hw], act[:, :hh, hw:], act[:, hh:, :hw], act[:, hh:, hw:]]
-        for q, part in enumerate(quads):
-            if part.size:
-                out[s : s + CHUNK, q * CENTROIDS : q * CENTROIDS + k] = part.sum(axis=(1, 2))
+    return KMeansModel(factor, size, stride, mean, whiten, centres, (centres * centres).sum(axis=1), k)
+
+
+def chunk_rows(shape: tuple[int, ...]) -> int:
+    """Images per feature chunk: ``CHUNK`` (the transients are ~200 MB at 32x32), fewer when
+    the pixels read for them would pass 64 MiB or the shrunk images are larger than 32x32."""
+    factor = shrink_factor(shape)
+    h, w = shape[0] // factor, shape[1] // factor
+    return max(1, min(CHUNK, CHUNK * 32 * 32 // (h * w), (64 << 20) // int(np.prod(shape))))
+
+
+def kmeans_chunk(pixels: np.ndarray, start: int, model: KMeansModel) -> np.ndarray:
+    """``(len(pixels), 4 * CENTROIDS)`` float32 square-rooted features of one chunk."""
+    size, stride, mean, whiten, centres, c2, k = (model.size, model.stride, model.mean, model.whiten,
+                                                    model.centres, model.c2, model.k)
+    pixels = shrink(pixels, model.factor)
+    out = np.zeros((len(pixels), 4 * CENTROIDS), np.float32)
+    p = _normalise(_patches(pixels, size, stride))
+    b, ph, pw, d = p.shape
+    z = (p.reshape(-1, d) - mean) @ whiten
+    del p
+    # The (patches x centroids) arrays are the stage's largest transients (~200 MB per chunk
+    # of 1,000 32x32 images): computed in place, in the same order as the plain expression
+    # sqrt(max(|z|^2 - 2 z.c + |c|^2, 0)), so the features keep their exact bits.
+    dist = z @ centres.T
+    dist *= 2
+    np.subtract((z * z).sum(axis=1, keepdims=True), dist, out=dist)
+    dist += c2
+    np.maximum(dist, 0, out=dist)
+    np.sqrt(dist, out=dist)
+    del z
+    np.subtract(dist.mean(axis=1, keepdims=True), dist, out=dist)
+    act = np.maximum(dist, 0, out=dist).reshape(b, ph, pw, k)
+    hh, hw = max(ph // 2, 1), max(pw // 2, 1)
+    quads = [act[:, :hh, :hw], act[:, :hh, hw:], act[:, hh:, :hw], act[:, hh:, hw:]]
+    for q, part in enumerate(quads):
+        if part.size:
+            out[:, q * CENTROIDS : q * CENTROIDS + k] = part.sum(axis=(1, 2))
     return out
+
+
+def kmeans_features(pixels, seed: int = 0, store: bool = False, sqrt: bool = False):
+    """``(N, 4 * CENTROIDS)`` float32 features, learnt without labels, computed a chunk of
+    pixels at a time (``pixels``: an array or a :class:`imgpipe.validate.chunked.PixelSource`).
+    ``sqrt``: square-rooted (what the probe uses). ``store``: a
+    :class:`imgpipe.validate.chunked.RowStore` (on disk when large) instead of an array."""
+    from imgpipe.validate.chunked import RowStore, as_source
+
+    source = as_source(pixels)
+    model = fit_kmeans(source, seed)
+    out = RowStore(source.n, 4 * CENTROIDS, np.float32, None if store else 1 << 62)
+    for s, e, features in source.map(kmeans_chunk, chunk_rows(source.shape), model=model):
+        if sqrt:
+            np.sqrt(features, out=features)
+        out[s:e] = features
+    return out if store else out.array()
 
 
 def _softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -165,16 +258,16 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray, max_flag_fraction: 
     return np.asarray(ranked[:limit], dtype=np.int64)
 
 
-def label_issue_findings(df: pd.DataFrame, pixels: np.ndarray, classes: list[str], cfg: LabelIssueParams,
+def label_issue_findings(df: pd.DataFrame, pixels, classes: list[str], cfg: LabelIssueParams,
                          decision: str) -> tuple[pd.DataFrame, float]:
     """Review rows for suspected wrong labels (score = self-confidence, suggested = the model's
     class) and the cheap model's out-of-sample accuracy."""
     labels = df["label_index"].to_numpy(dtype=np.int64)
     if len(df) < 2 * cfg.folds or len(np.unique(labels)) < 2:
         return pd.DataFrame(columns=list(REVIEW_COLUMNS)), 0.0
-    features = kmeans_features(pixels, cfg.seed)
-    np.sqrt(features, out=features)  # in place: the features are the stage's largest array
-    probs = out_of_sample_probabilities(features, labels, len(classes), cfg.folds, cfg.seed)
+    # 4 KB per image: in a temporary file when large (read back in row blocks by the probe)
+    with kmeans_features(pixels, cfg.seed, store=True, sqrt=True) as features:
+        probs = out_of_sample_probabilities(features, labels, len(classes), cfg.folds, cfg.seed)
     ranked = rank_label_issues(labels, probs, cfg.max_flag_fraction)
     given = probs[ranked, labels[ranked]]
     suggested = probs[ranked].argmax(axis=1)

@@ -18,7 +18,9 @@ Everything a person needs to review lands in one table (``review.parquet``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,7 @@ from imgpipe.params.validate import ValidateParams
 from imgpipe.split import assign_splits, leaking_groups
 from imgpipe.validate.checks.base import CheckContext, findings_frame
 from imgpipe.validate.checks.loop import CHECK_THREADS, run_checks
+from imgpipe.validate.chunked import ItemPositions, LazyPixels
 from imgpipe.validate.suite import ExpectationOutcome, run_suite
 
 __all__ = ["CHECK_THREADS", "GateReport", "ValidationResult", "validate_dataset"]
@@ -123,8 +126,8 @@ class ValidationResult:
     quality: dict  # metrics/data_quality.json: lean counts, so `dvc exp show` stays readable
     detail: dict  # per-class and per-reason counts, written next to the dataset
     expectations: list[dict]  # per-expectation outcome (the deterministic validation result)
-    pixels: np.ndarray | None = None  # pixels of the rows in ``review`` order lookup (for sheets)
-    pixel_index: dict = field(default_factory=dict)  # item_id -> row of ``pixels``
+    pixels: Any = None  # ``pixels[row]`` -> one image (read on demand), for the sheets
+    pixel_index: Any = field(default_factory=dict)  # item_id -> row of ``pixels`` (``in``, ``[]``)
 
 
 def _expectation_report(outcomes: list[ExpectationOutcome], batch: str, frame: pd.DataFrame) -> list[dict]:
@@ -151,6 +154,23 @@ def _combine(review: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:
     return review.drop(columns="_o").reset_index(drop=True)[list(REVIEW_COLUMNS)]
 
 
+@contextmanager
+def check_engine(cfg: ValidateParams, ctx: CheckContext):
+    """The engine the checks' per-chunk pixel work runs on: None (this process) unless
+    ``validate.engine`` is dask and there are pixels to read."""
+    if getattr(cfg, "engine", "local") != "dask" or not ctx.has_pixels:
+        yield None
+        return
+    from imgpipe.engine import EngineSpec, start
+    from imgpipe.validate.chunked import ChunkEngine
+
+    with start(EngineSpec.of(cfg, "validate")) as runner:
+        root = getattr(ctx.pixel_loader, "root", None)
+        if root:
+            runner.require_paths([root], "the preprocessed shards")
+        yield ChunkEngine(runner, CHECK_THREADS)
+
+
 def validate_dataset(
     manifest: pd.DataFrame,
     labels: pd.DataFrame,
@@ -175,7 +195,8 @@ def validate_dataset(
     report = report if report is not None else GateReport()
     df = join_tables(manifest, labels)
     dropped = dropped_by_label_policy(df, label_issues)
-    df = df[~df["item_id"].isin(dropped)].reset_index(drop=True)
+    if dropped:  # (no copy of a million-row table when nothing leaves)
+        df = df[~df["item_id"].isin(dropped)].reset_index(drop=True)
     decoded = len(df) + len(dropped)
     spec = image_spec or {}
     df["image_height"] = int(spec.get("height", 0))
@@ -226,14 +247,17 @@ def validate_dataset(
             np.nan, "quarantined", "", "", ["; ".join(reasons[p]) for p in pos]))
 
     # -- cleaning checks on what passed the gate -----------------------------------------------
-    rest = df[~gate_bad].reset_index(drop=True)
+    rest = df[~gate_bad].reset_index(drop=True) if gate_bad.any() else df.copy(deep=False)
     rest["label_index"] = rest["label_index"].astype("int64")
     loader = None
-    if load_pixels is not None:
+    if load_pixels is not None and hasattr(load_pixels, "for_rows"):  # shard reads an engine can send
+        loader = load_pixels.for_rows(rest)
+    elif load_pixels is not None:
         def loader(pos: np.ndarray) -> np.ndarray:
             return load_pixels(rest.iloc[pos])
     ctx = CheckContext(rows=rest, classes=list(classes), cfg=cfg, pixel_loader=loader, tables=dict(tables or {}))
-    found = run_checks(ctx)
+    with check_engine(cfg, ctx) as ctx.engine:
+        found = run_checks(ctx)
     checks, final, why, groups = found.findings, found.final, found.why, found.groups
     item_ids = rest[ITEM_ID].to_numpy()
     check_quarantined = final == "quarantined"
@@ -296,15 +320,16 @@ def validate_dataset(
         "test": int(split_counts.get("test", 0)),
     }
     per_class: dict[str, dict] = {}
-    label_of = dict(zip(rest[ITEM_ID], rest[LABEL].astype(str), strict=True))
-    label_of.update(dict(zip(df[ITEM_ID], df[LABEL].fillna("").astype(str), strict=True)))
     for c in classes:
         per_class[c] = {"images": int(classes_df.loc[classes_df["class"] == c, "count"].iloc[0]),
                         "valid": int((clean[LABEL] == c).sum())}
-    for item, chk in checks[[ITEM_ID, "check"]].itertuples(index=False):
-        c = label_of.get(item, "")
-        if c in per_class:
-            per_class[c][chk] = per_class[c].get(chk, 0) + 1
+    if len(checks):  # findings per (class, check), in order of first appearance (no per-image dict)
+        label_of = pd.Series(df[LABEL].fillna("").astype(str).to_numpy(), index=df[ITEM_ID].to_numpy())
+        pairs = pd.DataFrame({"c": checks[ITEM_ID].map(label_of).fillna("").to_numpy(),
+                              "chk": checks["check"].to_numpy()})
+        for (c, chk), count in pairs.groupby(["c", "chk"], sort=False).size().items():
+            if c in per_class:
+                per_class[c][chk] = per_class[c].get(chk, 0) + int(count)
     detail = {
         "quarantine_by_reason": dict(sorted(by_reason.items())),
         "findings_by_check": {f"{k[0]}/{k[1]}": int(v) for k, v in sorted(per_check.items())},
@@ -331,7 +356,8 @@ def validate_dataset(
             f"{n_quarantined} of {total} images quarantined ({fraction:.1%}) exceeds "
             f"validate.max_quarantine_fraction={cfg.max_quarantine_fraction:.1%}; reasons: {top}"
         )
-    pixels = ctx._pixels  # read if a check asked for them: the sheets show them
-    index = {item: i for i, item in enumerate(item_ids)} if pixels is not None else {}
+    # The sheets show a few hundred images: read each when drawn, not every image up front.
+    pixels = ctx._pixels if ctx._pixels is not None else (LazyPixels(loader) if loader is not None else None)
+    index = ItemPositions(item_ids) if pixels is not None else {}
     return ValidationResult(dataset=clean, quarantine=quarantine, review=review, quality=quality, detail=detail,
                             expectations=report.expectations, pixels=pixels, pixel_index=index)

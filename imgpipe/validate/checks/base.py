@@ -36,8 +36,9 @@ class CheckContext:
     ``rows`` is the manifest joined with the labels (positional index 0..n-1; columns
     ``item_id``, ``source_path``, ``label``, ``label_index``, ``source_split``, ``pixel_sha256``,
     the perceptual hashes and statistics of ``docs/DATA_CONTRACTS.md``). Pixels are read on
-    demand: :meth:`pixels` loads them all (cached), :meth:`pixel_chunks` streams them, so a check
-    that can work in chunks keeps memory bounded.
+    demand: :meth:`pixel_source` maps a top-level function over chunks of them (on the engine,
+    when there is one) and :meth:`pixel_chunks` streams them, so memory stays bounded; the
+    built-in checks use nothing else. :meth:`pixels` loads them all (a plug-in on small data).
     """
 
     rows: pd.DataFrame
@@ -45,6 +46,8 @@ class CheckContext:
     cfg: Any  # imgpipe.params.validate.ValidateParams: the whole section; a check reads its own part
     pixel_loader: Callable[[np.ndarray], np.ndarray] | None = None  # row positions -> (k, H, W, C) uint8
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # other stage inputs by name ("boxes", ...)
+    engine: Any = None  # runs per-chunk work elsewhere (imgpipe.validate.engine); None: in this process
+    image_shape: tuple[int, int, int] | None = None  # (H, W, C) of the pixels; read from the first row if None
     _pixels: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -57,10 +60,25 @@ class CheckContext:
             self._pixels = self.pixel_loader(np.arange(len(self.rows)))
         return self._pixels
 
-    def pixel_chunks(self, chunk_rows: int = 8192) -> Iterator[tuple[slice, np.ndarray]]:
-        """``(rows slice, pixels)`` in row order, ``chunk_rows`` at a time."""
+    def pixel_source(self, positions: np.ndarray | None = None):
+        """The pixels of ``positions`` (default: every row) as a
+        :class:`imgpipe.validate.chunked.PixelSource`: read a chunk at a time, never all at once."""
+        from imgpipe.validate.chunked import PixelSource
+
+        if self.image_shape is None:
+            self.image_shape = tuple(int(s) for s in self.pixel_loader(np.arange(1)).shape[1:])
+        pos = np.arange(len(self.rows)) if positions is None else np.asarray(positions, dtype=np.int64)
+        return PixelSource(self.pixel_loader, pos, self.image_shape, self.engine)
+
+    def pixel_chunks(self, chunk_rows: int | None = None) -> Iterator[tuple[slice, np.ndarray]]:
+        """``(rows slice, pixels)`` in row order, ``chunk_rows`` at a time (default: about
+        12 MiB of pixels per chunk)."""
         if not self.has_pixels:
             return
+        if chunk_rows is None:
+            from imgpipe.validate.chunked import rows_per_chunk
+
+            chunk_rows = rows_per_chunk(self.pixel_source().shape)
         for start in range(0, len(self.rows), chunk_rows):
             sl = slice(start, min(start + chunk_rows, len(self.rows)))
             if self._pixels is not None:

@@ -55,7 +55,7 @@ class DuplicatesCheck(Check):
         reps = np.nonzero((exact < 0) | (exact == np.arange(n)))[0]
         if near_on and ctx.has_pixels and len(reps) > 1:
             nd = cfg.near_duplicates
-            pairs = near_duplicate_pairs(ctx.pixels()[reps], nd.threshold, nd.max_shift, nd.tables, nd.bits,
+            pairs = near_duplicate_pairs(ctx.pixel_source(reps), nd.threshold, nd.max_shift, nd.tables, nd.bits,
                                          seed=cfg.seed)
             pairs_a = reps[pairs["a"].to_numpy()]
             pairs_b = reps[pairs["b"].to_numpy()]

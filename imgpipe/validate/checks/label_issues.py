@@ -21,7 +21,7 @@ class LabelIssuesCheck(Check):
     def run(self, ctx: CheckContext) -> CheckResult:
         p = self.params(ctx.cfg)
         rows = ctx.rows.assign(label_index=ctx.rows["label_index"].astype(np.int64))
-        found, accuracy = label_issue_findings(rows, ctx.pixels(), list(ctx.classes), p, POLICY_DECISION[p.on_issue])
+        found, accuracy = label_issue_findings(rows, ctx.pixel_source(), list(ctx.classes), p, POLICY_DECISION[p.on_issue])
         flagged = int(found["decision"].isin(["flagged", "dropped", "quarantined"]).sum()) if len(found) else 0
         return CheckResult(findings=found, counters={"label_issues": flagged},
                            detail={"label_model_oos_accuracy": round(accuracy, 4)})

@@ -30,8 +30,10 @@ from imgpipe.validate.checks.base import (
     findings_frame,
     register,
 )
+from imgpipe.validate.chunked import RowStore, rows_per_chunk
 
 SCORE_DIGITS = 6
+BLOCK = 8192  # feature rows per block of the scatter matrix (fixed: the sums do not depend on the chunking)
 
 
 def pooled(pixels: np.ndarray, grid: int) -> np.ndarray:
@@ -46,21 +48,43 @@ def pooled(pixels: np.ndarray, grid: int) -> np.ndarray:
     return (sums / area / 255.0).reshape(n, -1)
 
 
-def ood_scores(features: np.ndarray, components: int, support_fraction: float, seed: int,
+def pooled_chunk(pixels: np.ndarray, start: int, grid: int) -> np.ndarray:
+    """:func:`pooled` as a chunk function (:meth:`imgpipe.validate.chunked.PixelSource.map`)."""
+    return pooled(pixels, grid)
+
+
+def ood_scores(features, components: int, support_fraction: float, seed: int,
                fit_sample: int = 10_000) -> tuple[np.ndarray, int]:
     """Robust squared Mahalanobis distance per row, and the number of axes it was measured on
     (0: no variance, every score 0). The robust fit sees a seeded sample of at most
-    ``fit_sample`` rows (its cost grows with the rows; the bulk's shape does not need them all)."""
+    ``fit_sample`` rows (its cost grows with the rows; the bulk's shape does not need them all).
+
+    ``features``: an array or a :class:`imgpipe.validate.chunked.RowStore`, read in fixed blocks
+    of rows: the principal axes come from the eigenvectors of the centred scatter matrix
+    (``dim x dim``) summed block by block, so memory holds the features' projection on
+    ``components`` axes, not a copy of the features."""
     from sklearn.covariance import MinCovDet
 
-    n = len(features)
-    centred = features - features.mean(axis=0)
-    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    n, dim = features.shape
+    mean = np.zeros(dim)
+    for s in range(0, n, BLOCK):
+        mean += features[s : s + BLOCK].sum(axis=0)
+    mean /= max(n, 1)
+    scatter = np.zeros((dim, dim))
+    for s in range(0, n, BLOCK):
+        centred = features[s : s + BLOCK] - mean
+        scatter += centred.T @ centred
+    eigval, eigvec = np.linalg.eigh(scatter)
+    top = np.argsort(-eigval, kind="stable")
+    sv = np.sqrt(np.maximum(eigval[top], 0))
     rank = int((sv > max(sv[0], 1e-12) * 1e-6).sum()) if len(sv) and sv[0] > 1e-9 else 0
     d = min(components, rank, max(n - 2, 0))
     if d == 0:
         return np.zeros(n), 0
-    proj = centred @ vt[:d].T
+    axes = eigvec[:, top[:d]]
+    proj = np.empty((n, d))
+    for s in range(0, n, BLOCK):
+        proj[s : s + BLOCK] = (features[s : s + BLOCK] - mean) @ axes
     fit = proj if n <= fit_sample else proj[np.sort(np.random.default_rng(seed).choice(n, fit_sample, replace=False))]
     mcd = MinCovDet(random_state=seed, support_fraction=support_fraction).fit(fit)
     return np.asarray(mcd.mahalanobis(proj), dtype=np.float64), d
@@ -92,8 +116,12 @@ class OodCheck(Check):
         n = len(ctx.rows)
         if not ctx.has_pixels or n < max(cfg.min_images, 3):
             return CheckResult(empty_findings(), {"ood_flagged": 0})
-        features = np.concatenate([pooled(px, cfg.grid) for _, px in ctx.pixel_chunks()])
-        scores, dims = ood_scores(features, cfg.components, cfg.support_fraction, cfg.seed, cfg.fit_sample)
+        source = ctx.pixel_source()
+        dim = min(cfg.grid, source.shape[0]) * min(cfg.grid, source.shape[1]) * source.shape[2]
+        with RowStore(n, dim, np.float64) as features:  # 1.5 KB per image: on disk when large
+            for s, e, part in source.map(pooled_chunk, rows_per_chunk(source.shape), grid=cfg.grid):
+                features[s:e] = part
+            scores, dims = ood_scores(features, cfg.components, cfg.support_fraction, cfg.seed, cfg.fit_sample)
         rows = rank_ood(scores, dims, cfg.max_p_value, cfg.max_flag_fraction)
         labels = ctx.rows["label"].astype(str).to_numpy() if "label" in ctx.rows else np.full(n, "?")
         findings = findings_frame(

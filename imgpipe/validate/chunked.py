@@ -1,0 +1,294 @@
+"""Bounded memory for the validate stage: pixels read a chunk at a time, features that may spill.
+
+A check never holds every image's pixels. It maps a top-level function over chunks of rows
+(:meth:`PixelSource.map`), each chunk read from the shards just before its function runs; what
+comes back per image is small (a 7x7 colour embedding, a pooled raster, k-means features) and is
+collected into arrays, or into a :class:`RowStore` that moves to a temporary file when it would
+take more than :data:`IN_MEMORY_BYTES`. The global step (the LSH search, the K-fold probe, the
+robust fit) then runs on those small arrays.
+
+Chunk sizes are set in bytes of pixels (:func:`rows_per_chunk`), so 224-pixel images come in
+chunks of a few dozen and 32-pixel ones in thousands. Every per-chunk function computes each
+image's row independently of the others in its chunk, so the results are the same bytes whatever
+the chunk size (tested against the all-at-once path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+CHUNK_BYTES = 12 << 20  # pixels read per chunk: 4,096 images of 32x32x3, 83 of 224x224x3
+IN_MEMORY_BYTES = 256 << 20  # a feature table larger than this lives in a temporary file
+READ_ROWS_BYTES = 32 << 20  # a RowStore on disk is read back in blocks of about this size
+
+
+def rows_per_chunk(image_shape: tuple[int, ...], budget: int = CHUNK_BYTES, cap: int | None = None) -> int:
+    """Images per chunk so a chunk's pixels take about ``budget`` bytes (at least one)."""
+    rows = max(1, int(budget) // max(1, int(np.prod(image_shape))))
+    return min(rows, cap) if cap else rows
+
+
+class PixelSource:
+    """The pixels of some rows, read on demand: ``n`` images of ``shape`` ``(H, W, C)``.
+
+    ``loader(positions)`` returns the ``(k, H, W, C)`` uint8 pixels of those positions (positions in
+    the caller's row table); ``positions`` picks and orders the rows this source covers.
+    ``engine`` (optional) runs :meth:`map`'s chunks elsewhere (``imgpipe.validate.engine``)."""
+
+    def __init__(self, loader: Callable[[np.ndarray], np.ndarray], positions: np.ndarray,
+                 shape: tuple[int, int, int], engine=None) -> None:
+        self.loader = loader
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.shape = tuple(int(s) for s in shape)
+        self.engine = engine
+
+    @property
+    def n(self) -> int:
+        return len(self.positions)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def subset(self, index: np.ndarray) -> PixelSource:
+        """The rows at ``index`` (positions within this source)."""
+        return PixelSource(self.loader, self.positions[np.asarray(index, dtype=np.int64)], self.shape, self.engine)
+
+    def read(self, index: np.ndarray) -> np.ndarray:
+        """Pixels of the rows at ``index`` (positions within this source), in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        if not len(index):
+            return np.zeros((0, *self.shape), np.uint8)
+        return self.loader(self.positions[index])
+
+    def map(self, fn: Callable, rows: int, **kwargs) -> Iterator[tuple[int, int, object]]:
+        """``(start, stop, fn(pixels, start, **kwargs))`` for consecutive chunks of ``rows``
+        images, in order. ``fn`` must be a top-level function (an engine may run it in another
+        process); what it returns should be small."""
+        rows = max(1, int(rows))
+        bounds = [(s, min(s + rows, self.n)) for s in range(0, self.n, rows)]
+        if self.engine is not None:
+            yield from self.engine.map_chunks(self, fn, bounds, kwargs)
+            return
+        for start, stop in bounds:
+            yield start, stop, fn(self.loader(self.positions[start:stop]), start, **kwargs)
+
+
+def array_source(pixels: np.ndarray) -> PixelSource:
+    """A :class:`PixelSource` over an in-memory ``(N, H, W, C)`` array (tests, small data)."""
+    pixels = np.asarray(pixels)
+    return PixelSource(lambda pos: pixels[pos], np.arange(len(pixels)), pixels.shape[1:])
+
+
+def as_source(pixels) -> PixelSource:
+    return pixels if isinstance(pixels, PixelSource) else array_source(pixels)
+
+
+class RowStore:
+    """An ``(n, dim)`` table filled chunk by chunk: in memory while it is small, else in a
+    temporary file read back in blocks (explicit reads, not a memory map, so pages read do not
+    stay in the process's resident set). Supports ``store[a:b]`` and ``store[sorted positions]``
+    as an array would, ``len``, ``shape`` and ``dtype``; the values read back are the same bytes
+    that were written."""
+
+    def __init__(self, n: int, dim: int, dtype=np.float32, in_memory_bytes: int | None = None) -> None:
+        self.dtype = np.dtype(dtype)
+        self.shape = (int(n), int(dim))
+        self.row_bytes = self.dtype.itemsize * int(dim)
+        limit = IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
+        self._array: np.ndarray | None = None
+        self._fd: int | None = None
+        if n * self.row_bytes <= limit:
+            self._array = np.zeros(self.shape, self.dtype)
+        else:
+            fd, path = tempfile.mkstemp(prefix="imgpipe-validate-", suffix=".rows")
+            os.unlink(path)  # gone when closed, even if the stage dies
+            os.ftruncate(fd, n * self.row_bytes)
+            self._fd = fd
+
+    @property
+    def on_disk(self) -> bool:
+        return self._fd is not None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __setitem__(self, key: slice, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if self._array is not None:
+            self._array[key] = block
+            return
+        start = key.start or 0
+        data = memoryview(block).cast("B")
+        offset = start * self.row_bytes
+        while len(data):
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
+
+    def _read_span(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, self.shape[1]), self.dtype)
+        view = memoryview(out).cast("B")
+        offset, got = start * self.row_bytes, 0
+        while got < len(view):
+            part = os.preadv(self._fd, [view[got:]], offset + got)
+            if part <= 0:
+                raise OSError(f"short read from the validate feature spill at byte {offset + got}")
+            got += part
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        if self._array is not None:
+            return self._array[key]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            return self._read_span(start, stop)[::step] if step != 1 else self._read_span(start, stop)
+        index = np.asarray(key, dtype=np.int64)
+        out = np.empty((len(index), self.shape[1]), self.dtype)
+        block = max(1, READ_ROWS_BYTES // max(self.row_bytes, 1))
+        order = np.argsort(index, kind="stable")
+        done = 0
+        while done < len(index):  # contiguous spans of at most ``block`` rows, in position order
+            first = index[order[done]]
+            end = int(np.searchsorted(index[order], first + block, side="left"))
+            span = self._read_span(int(first), int(index[order[end - 1]]) + 1)
+            out[order[done:end]] = span[index[order[done:end]] - first]
+            done = end
+        return out
+
+    def array(self) -> np.ndarray:
+        """The whole table in memory (only where it is known to be small)."""
+        return self._array if self._array is not None else self[0:self.shape[0]]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._array = None
+
+    def __enter__(self) -> RowStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - the stage closes it; this is the safety net
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class LazyPixels:
+    """``pixels[i]``: row ``i``'s image, read when asked (the review sheets show a few hundred
+    images; holding every image for them was most of the stage's memory)."""
+
+    def __init__(self, loader: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.loader = loader
+
+    def __getitem__(self, pos: int) -> np.ndarray:
+        return self.loader(np.array([int(pos)], dtype=np.int64))[0]
+
+
+class ItemPositions:
+    """``item_id -> row`` like a dict (``in``, ``[]``), on a pandas index instead of a dict of a
+    million Python strings."""
+
+    def __init__(self, item_ids) -> None:
+        import pandas as pd
+
+        self.index = pd.Index(np.asarray(item_ids, dtype=object))
+
+    def __contains__(self, item) -> bool:
+        return item in self.index
+
+    def __getitem__(self, item) -> int:
+        return int(self.index.get_loc(item))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+# --- reading from the shards, and running chunks on the engine --------------------------------
+
+
+class ShardRows:
+    """The pixels of some images, by (shard, offset): a small, picklable task an engine can send
+    to another process or machine, which reads the shards there (same absolute paths)."""
+
+    def __init__(self, root: str, shard: np.ndarray, offset: np.ndarray) -> None:
+        self.root, self.shard, self.offset = root, shard, offset
+
+    def __call__(self) -> np.ndarray:
+        from imgpipe.preprocess.shards import gather
+
+        return gather(self.root, self.shard, self.offset)
+
+
+class ShardLoader:
+    """``loader(positions)``: the pixels of those rows of a table with ``shard`` and
+    ``shard_offset`` columns; ``task(positions)``: the same read as a :class:`ShardRows`."""
+
+    def __init__(self, root, shard: np.ndarray, offset: np.ndarray) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.shard = np.asarray(shard, dtype=np.int64)
+        self.offset = np.asarray(offset, dtype=np.int64)
+
+    def task(self, positions: np.ndarray) -> ShardRows:
+        return ShardRows(self.root, self.shard[positions], self.offset[positions])
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        return self.task(positions)()
+
+
+class ShardPixels:
+    """What the stage hands :func:`imgpipe.validate.validation.validate_dataset` as
+    ``load_pixels``: called with manifest rows it returns their pixels; :meth:`for_rows` binds it
+    to a table once, as a :class:`ShardLoader` an engine can split into tasks."""
+
+    def __init__(self, root) -> None:
+        self.root = root
+
+    def for_rows(self, rows) -> ShardLoader:
+        from imgpipe.contracts import SHARD, SHARD_OFFSET
+
+        return ShardLoader(self.root, rows[SHARD].to_numpy(), rows[SHARD_OFFSET].to_numpy())
+
+    def __call__(self, rows) -> np.ndarray:
+        return self.for_rows(rows)(np.arange(len(rows)))
+
+
+def run_chunk(task, fn: Callable, kwargs: dict, threads: int):
+    """One chunk on an engine worker: read its pixels, run ``fn`` under the stage's BLAS thread
+    count (the sums' order, hence their last bits, depend on it: the bytes must not depend on
+    where a chunk ran)."""
+    from threadpoolctl import threadpool_limits
+
+    read, start = task
+    with threadpool_limits(limits=threads):
+        return fn(read(), start, **kwargs)
+
+
+class ChunkEngine:
+    """Runs :meth:`PixelSource.map` chunks on an :class:`imgpipe.engine.Runner`: each task carries
+    a :class:`ShardRows` (paths and offsets, no pixels); large arguments (the LSH tables, the
+    embeddings) go to the Dask workers once, not with every task. Results come back in order."""
+
+    def __init__(self, runner, threads: int) -> None:
+        self.runner = runner
+        self.threads = threads
+
+    def map_chunks(self, source: PixelSource, fn: Callable, bounds: list[tuple[int, int]], kwargs: dict):
+        if not hasattr(source.loader, "task"):  # pixels only this process can read: run here
+            for start, stop in bounds:
+                yield start, stop, fn(source.loader(source.positions[start:stop]), start, **kwargs)
+            return
+        client = getattr(self.runner, "_client", None)
+        if client is not None and kwargs:  # one copy per worker, resolved by Dask in each task
+            kwargs = client.scatter(kwargs, broadcast=True, hash=False)
+        tasks = ((source.loader.task(source.positions[start:stop]), start) for start, stop in bounds)
+        results = self.runner.map(run_chunk, tasks, fn, kwargs, self.threads,
+                                  describe=lambda i, t: f"validate chunk {i} (rows {bounds[i][0]}..{bounds[i][1] - 1})")
+        for (start, stop), result in zip(bounds, results, strict=True):
+            yield start, stop, result
