@@ -62,8 +62,11 @@ class Clone:
         path = self.root / "params.yaml"
         data = yaml.safe_load(path.read_text())
         for dotted, value in updates.items():
-            section, key = dotted.split(".", 1)
-            data[section][key] = value
+            *parents, key = dotted.split(".")
+            node = data
+            for part in parents:  # nested keys too: validate.near_duplicates.max_crop
+                node = node[part]
+            node[key] = value
         path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     def params(self) -> dict:

@@ -31,7 +31,7 @@ def test_compact_table_names_the_varied_params_and_accuracy(reproduced_once, tmp
     clone = copy_clone(reproduced_once, tmp_path / "project")
     clone.commit("baseline: the default pipeline, reproduced")
     first = clone.dvc("exp", "run", "-n", "slow-lr", "-S", "train.lr=0.02", "-S", "train.epochs=1")
-    assert sorted(ran_stages(first.stdout + first.stderr)) == ["evaluate", "train"]
+    assert sorted(ran_stages(first.stdout + first.stderr)) == ["crossval", "evaluate", "train"]
 
     shown = json.loads(clone.dvc("exp", "show", "--json").stdout)
     exps = [e for row in shown for e in (row.get("experiments") or []) for e in e.get("revs", [])
@@ -97,4 +97,4 @@ def test_compact_table_keeps_every_varied_param_and_plots_diff_reads_offline(rep
     images = re.findall(r'<img src="([^"]+)"', page)
     assert images and all((out / src).is_file() and (out / src).read_bytes()[:4] == b"\x89PNG" for src in images)
     for figure in ("confusion.png", "per_class.png", "reliability.png"):
-        assert sum(src.endswith(figure) for src in images) == 2, images  # one per experiment
+        assert sum(src.endswith("eval_plots_" + figure) for src in images) == 2, images  # one per experiment

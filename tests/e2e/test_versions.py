@@ -125,12 +125,12 @@ def test_the_run_cache_restores_stages_instead_of_running_them(team):
     proc = other.dvc("repro")
     out = proc.stdout + proc.stderr
     assert ran_stages(out) == []
-    assert out.count(RESTORED) == 2  # train and evaluate
+    assert out.count(RESTORED) == 3  # train, crossval (it reads train's params) and evaluate
     assert snapshot(other.root) == team.exp
     other.git("checkout", "--", "params.yaml")  # the change reverted
     proc = other.dvc("repro")
     out = proc.stdout + proc.stderr
-    assert ran_stages(out) == [] and out.count(RESTORED) == 2
+    assert ran_stages(out) == [] and out.count(RESTORED) == 3
     assert snapshot(other.root) == team.v1
 
 

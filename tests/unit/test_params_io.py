@@ -139,5 +139,5 @@ def test_an_unknown_nested_key_names_the_sub_section_s_close_matches(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("validate:\n  near_duplicates:\n    treshold: 3\n")
     with pytest.raises(PipelineError, match=r"unknown key validate\.near_duplicates\.treshold: not a param of the "
-                                            r"validate stage \(a typo\? did you mean validate\.near_duplicates\.threshold\?\)"):
+                                            r"validate stage \(a typo\? did you mean validate\.near_duplicates\.threshold"):
         load("validate", ValidateParams, path)
