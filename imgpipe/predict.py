@@ -189,9 +189,7 @@ def preprocess_config(checkpoint: dict, params_file: Path):
         cfg = PreprocessParams.model_validate(recorded)
         if params_file.is_file():
             current_cfg = load("preprocess", PreprocessParams, params_file)
-            # the record holds the store `auto` resolved to: compare like with like
-            current = {**current_cfg.model_dump(mode="json"), "store": current_cfg.resolved_store}
-            mine = cfg.model_dump(mode="json")
+            current, mine = current_cfg.model_input_record(), cfg.model_input_record()
             differ = [f"{k} {current[k]!r} (model: {mine[k]!r})" for k in recorded if current.get(k) != mine.get(k)]
             if differ:
                 log.warning("imgpipe predict: %s says preprocess %s; using the model's record, as its "

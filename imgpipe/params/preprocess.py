@@ -13,6 +13,9 @@ from imgpipe.params.base import Byte, EngineParams, Section
 ENCODE_ABOVE_PIXELS = 64 * 64
 
 
+MODEL_INPUT_KEYS = ("mode", "size", "resize", "background", "store", "jpeg_quality", "fast_jpeg_decode")
+
+
 class PreprocessParams(Section, EngineParams):  # + engine, dask_address, dask_workers (docs/scale.md)
     mode: Literal["L", "RGB"] = "RGB"
     size: tuple[Annotated[int, Field(ge=1, le=8192)], Annotated[int, Field(ge=1, le=8192)]] = (32, 32)
@@ -34,6 +37,14 @@ class PreprocessParams(Section, EngineParams):  # + engine, dask_address, dask_w
         if self.store != "auto":
             return self.store
         return "pixels" if self.size[0] * self.size[1] <= ENCODE_ABOVE_PIXELS else "jpeg"
+
+    def model_input_record(self) -> dict:
+        """What made a model's input pixels (the checkpoint's ``preprocess``; predict decodes with
+        it): ``store`` as ``auto`` resolved, so a record and a params file compare like with like.
+        store, jpeg_quality: a jpeg store trains on JPEG-decoded pixels, so predict round-trips the
+        same way; fast_jpeg_decode: how JPEG originals were decoded (draft mode)."""
+        dump = self.model_dump(mode="json")
+        return {**{k: dump[k] for k in MODEL_INPUT_KEYS}, "store": self.resolved_store}
 
     @property
     def channels(self) -> int:

@@ -54,17 +54,8 @@ def _epoch_line(state, epochs: int, seconds: float) -> str:
             f"val loss {r['val/loss']:.4f}  val acc {r['val/acc']:.4f}  lr {r['lr_last']:.4g}  {seconds:.1f}s")
 
 
-# What made the model's input pixels (with the checkpoint's "norm"): predict decodes with these.
-# store, jpeg_quality: a jpeg store trains on JPEG-decoded pixels, so predict round-trips the same way;
-# fast_jpeg_decode: how JPEG originals were decoded (draft mode), so predict decodes the same way.
-PREPROCESS_RECORD = ("mode", "size", "resize", "background", "store", "jpeg_quality", "fast_jpeg_decode")
-
-
 def preprocess_record(preprocess_cfg) -> dict | None:
-    if preprocess_cfg is None:
-        return None
-    dump = preprocess_cfg.model_dump(mode="json")
-    return {**{k: dump[k] for k in PREPROCESS_RECORD}, "store": preprocess_cfg.resolved_store}
+    return None if preprocess_cfg is None else preprocess_cfg.model_input_record()
 
 
 def previous_outputs_note(paths) -> str:
