@@ -183,11 +183,11 @@ def main() -> None:
     os.chdir(project)
     try:
         x, y, rows_items = cv.load_training_rows(Path("data/augmented"), include_val=True)
+        original = np.flatnonzero(rows_items[COPY].to_numpy() == 0)
+        pixels = np.asarray(cv.take_rows(x, original))  # the probe's features want the pixels in memory
         metrics = json.loads(cv.METRICS_FILE.read_text())
     finally:
         os.chdir(cwd)
-    original = np.flatnonzero(rows_items[COPY].to_numpy() == 0)
-    pixels = np.asarray(cv.take_rows(x, original))  # the probe's features want the pixels in memory
     frame = rows_items.iloc[original].reset_index(drop=True).assign(label_index=y[original])
     t0, cpu0 = time.perf_counter(), time.process_time()
     findings, probe_acc = label_issue_findings(frame, pixels, classes,
