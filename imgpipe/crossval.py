@@ -6,13 +6,15 @@ module gives the training images (train, and val with ``crossval.include_val``) 
 view too: the images are dealt into K folds (stratified by class, by a seeded hash of each item
 id, so the draw never depends on row order; an image's augmented copies go with it), K models of
 ``train.model`` are trained with the training recipe (``imgpipe.train.loop.fit``, the trainer's own
-loop) at ``crossval.width`` / ``crossval.epochs``, each predicts the fold it never saw, and
-confident learning (cleanlab, as ``imgpipe.evaluate.label_errors`` uses it) runs on those
-out-of-sample probabilities. At most ``max_flag_fraction`` of the images are listed, least
-self-confident first.
+loop) at ``crossval.width`` / ``crossval.epochs``, and each predicts the fold it never saw. On those
+out-of-sample probabilities at most ``max_flag_fraction`` of the images are listed, least
+self-confident first, among the candidates ``crossval.rank_by`` names (:func:`rank_suspects`: every
+image the network puts in another class, or only those cleanlab's filter keeps, as
+``imgpipe.evaluate.label_errors`` lists the test split's).
 
 The split is read only through ``imgpipe.storedsplit.load_split`` / ``load_items`` (the trainer's
-readers), never from augment's files directly.
+readers), never from augment's files directly, and by row, batch by batch: the pixels of the
+whole split are never in memory at once.
 
 Outputs (``metrics/crossval/``): ``label_errors.csv`` (ranked suspects), ``probabilities.parquet``
 (every image's out-of-sample probabilities and its fold), ``plots/label_errors.png`` (contact
