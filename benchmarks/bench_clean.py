@@ -20,29 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from _project import PROJECT as ROOT
-from _project import copy_project, set_params
+from _project import fresh_project, run, shared_data, swap_labels
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "validate"))  # planted.py: the copies the tests plant
-
-
-def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd),
-                               "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - start, proc.stderr
 
 
 # The stage as `python -m stages.validate` runs it, reporting its own peak RSS on the way out.
@@ -63,8 +51,7 @@ def planted_copies(pixels: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shared = next((p / "shared" for p in ROOT.parents if (p / "shared" / "data").is_dir()), ROOT.parent / "shared")
-    ap.add_argument("--data", type=Path, default=shared / "data" / "cifar10-train.tar.gz")
+    ap.add_argument("--data", type=Path, default=shared_data("cifar10-train.tar.gz"))
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_clean"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_clean_out"))
     args = ap.parse_args()
@@ -74,14 +61,11 @@ def main() -> None:
     from imgpipe.validate.duplicates import brute_force_pairs, near_duplicate_pairs
     from imgpipe.validate.label_issues import label_issue_findings
 
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
-    copy_project(args.workdir)
-    subprocess.run(["git", "init", "-q"], cwd=args.workdir, check=True)
     if args.data.exists():
-        set_params(args.workdir, {"download.source": str(args.data.resolve())})
+        fresh_project(args.workdir, str(args.data.resolve()))
         source = str(args.data)
     else:
+        fresh_project(args.workdir)
         source = "digits (built-in; the CIFAR-10 archive is missing)"
     t_up, _ = run([sys.executable, "-m", "dvc", "repro", "labels", "preprocess"], args.workdir)
     t_validate, log = run([sys.executable, "-c", MEASURED_STAGE], args.workdir)
@@ -122,8 +106,8 @@ def main() -> None:
     classes = json.loads((args.workdir / "data/labels/classes.json").read_text())["classes"]
     pixels = gather(args.workdir / "data/preprocessed", data[c.SHARD].to_numpy(), data[c.SHARD_OFFSET].to_numpy())
     labels = data["label_index"].to_numpy().copy()
-    swaps = np.sort(rng.choice(len(labels), len(labels) // 100, replace=False))
-    labels[swaps] = (labels[swaps] + rng.integers(1, len(classes), len(swaps))) % len(classes)
+    swaps, swapped_to = swap_labels(labels, len(classes), len(labels) // 100, rng)
+    labels[swaps] = swapped_to
     t0 = time.perf_counter()
     found, accuracy = label_issue_findings(data.assign(label_index=labels), pixels, classes, LabelIssueParams(),
                                            "flagged")

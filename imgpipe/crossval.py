@@ -6,13 +6,15 @@ module gives the training images (train, and val with ``crossval.include_val``) 
 view too: the images are dealt into K folds (stratified by class, by a seeded hash of each item
 id, so the draw never depends on row order; an image's augmented copies go with it), K models of
 ``train.model`` are trained with the training recipe (``imgpipe.train.loop.fit``, the trainer's own
-loop) at ``crossval.width`` / ``crossval.epochs``, each predicts the fold it never saw, and
-confident learning (cleanlab, as ``imgpipe.evaluate.label_errors`` uses it) runs on those
-out-of-sample probabilities. At most ``max_flag_fraction`` of the images are listed, least
-self-confident first.
+loop) at ``crossval.width`` / ``crossval.epochs``, and each predicts the fold it never saw. On those
+out-of-sample probabilities at most ``max_flag_fraction`` of the images are listed, least
+self-confident first, among the candidates ``crossval.rank_by`` names (:func:`rank_suspects`: every
+image the network puts in another class, or only those cleanlab's filter keeps, as
+``imgpipe.evaluate.label_errors`` lists the test split's).
 
 The split is read only through ``imgpipe.storedsplit.load_split`` / ``load_items`` (the trainer's
-readers), never from augment's files directly.
+readers), never from augment's files directly, and by row, batch by batch: the pixels of the
+whole split are never in memory at once.
 
 Outputs (``metrics/crossval/``): ``label_errors.csv`` (ranked suspects), ``probabilities.parquet``
 (every image's out-of-sample probabilities and its fold), ``plots/label_errors.png`` (contact
@@ -43,6 +45,7 @@ OUTPUTS = (METRICS_FILE, CROSSVAL_DIR)
 CHECK = "train_label_error"  # the review check these suspects carry
 # evaluate's label-error columns, then where the image came from and which fold predicted it
 PROB_PREFIX = "p_"
+RANK_BY = ("self_confidence", "cleanlab")  # crossval.rank_by: which images may be listed (rank_suspects)
 
 
 def error_columns() -> list[str]:
@@ -75,8 +78,10 @@ def assign_folds(item_ids, labels: np.ndarray, folds: int, seed: int) -> np.ndar
 
 
 def load_training_rows(augmented: Path, include_val: bool):
-    """``(x, y, items)`` of the train split (and val): every row, augmented copies included;
-    ``items`` has ``item_id``, ``source_path``, ``copy`` and ``split``."""
+    """``(x, y, items)`` of the train split (and val): every row, augmented copies included.
+    ``x`` is a :class:`imgpipe.storedsplit.StoredImages` over both splits: it reads pixels by row
+    from the stores when asked (nothing is read here), so memory does not grow with image size x
+    count (as the trainer reads). ``items`` has ``item_id``, ``source_path``, ``copy`` and ``split``."""
     from imgpipe.contracts import COPY, load_items
     from imgpipe.storedsplit import load_split
 
@@ -92,8 +97,31 @@ def load_training_rows(augmented: Path, include_val: bool):
         xs.append(arrays.x)
         ys.append(np.asarray(arrays.y, dtype=np.int64))
         frames.append(items[["item_id", "source_path", COPY]].assign(split=split))
-    x = np.concatenate([np.asarray(part) for part in xs])  # in memory: fold subsets are gathers
-    return x, np.concatenate(ys), pd.concat(frames, ignore_index=True)
+    return concat_stored(xs), np.concatenate(ys), pd.concat(frames, ignore_index=True)
+
+
+def concat_stored(parts):
+    """One :class:`StoredImages` reading the rows of ``parts`` in turn (the splits of one augment
+    output share their stores); no pixels are read."""
+    from imgpipe.storedsplit import StoredImages
+
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    if any(p.dirs != first.dirs or p.image_shape != first.image_shape or p.encoded != first.encoded
+           for p in parts[1:]):
+        raise PipelineError("crossval: the train and val splits are not read from the same image stores; "
+                            "run `dvc repro augment`")
+    return StoredImages(first.dirs, np.concatenate([p.where for p in parts]),
+                        np.concatenate([p.shard for p in parts]), np.concatenate([p.offset for p in parts]),
+                        first.image_shape, first.encoded)
+
+
+def take_rows(x, rows: np.ndarray):
+    """Rows of ``x``: a lazy view of a stored split (read batch by batch by whoever consumes it), or
+    an in-memory gather of an array."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return x.subset(rows) if hasattr(x, "subset") else x[rows]
 
 
 def fold_config(train_cfg, cfg, fold: int):
@@ -107,21 +135,24 @@ def fold_config(train_cfg, cfg, fold: int):
     return resolve_recipe(train_cfg).model_copy(update=update)
 
 
-def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, folds: np.ndarray, predict: np.ndarray, meta: dict,
+def out_of_fold_probabilities(x, y: np.ndarray, folds: np.ndarray, predict: np.ndarray, meta: dict,
                               norm: dict, train_cfg, cfg, download_cfg=None) -> tuple[np.ndarray, list[dict]]:
     """Train one model per fold on the other folds; return ``(probabilities of the rows in
-    ``predict`` from the fold model that never saw them, per-fold records)``."""
+    ``predict`` from the fold model that never saw them, per-fold records)``. ``x``: a stored split
+    (read by row, batch by batch, in ``train.decode_workers`` processes for an encoded store) or
+    an in-memory array; the probabilities are the same bytes either way."""
     import torch
 
     from imgpipe import torchenv
     from imgpipe.contracts import SplitArrays
     from imgpipe.inference import make_model, predict_logits
+    from imgpipe.storedsplit import resolve_workers
     from imgpipe.train.loop import fit
     from imgpipe.train.trainer import load_pretrained, model_options
 
     device = torchenv.choose_device()
     torchenv.configure(train_cfg.threads, cfg.seed, device)
-    amp, _ = torchenv.mixed_precision(device, train_cfg.bf16)
+    amp, precision = torchenv.mixed_precision(device, train_cfg.bf16)
     flip = bool(meta.get("hflip", False))
     probs = np.zeros((len(y), len(meta["classes"])), dtype=np.float32)
     records = []
@@ -145,34 +176,50 @@ def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, folds: np.ndarray, p
         model = model.to(device)
         # fit reports a val accuracy per epoch: a slice of the held-out fold keeps that cheap
         monitor = held[:256]
-        state = fit(model, SplitArrays(x[fit_rows], y[fit_rows]), SplitArrays(x[monitor], y[monitor]), fold_cfg,
-                    flip=flip, device=device)
-        logits = predict_logits(model, x[held], 512, bf16=amp, tta=flip and fold_cfg.tta)
+        state = fit(model, SplitArrays(take_rows(x, fit_rows), y[fit_rows]),
+                    SplitArrays(take_rows(x, monitor), y[monitor]), fold_cfg, flip=flip, device=device)
+        logits = predict_logits(model, take_rows(x, held), 512, bf16=amp, tta=flip and fold_cfg.tta,
+                                workers=resolve_workers(fold_cfg.decode_workers, x))
         probs[held] = torch.softmax(logits.float(), 1).numpy()
         accuracy = float((probs[held].argmax(1) == y[held]).mean())
         seconds = time.perf_counter() - started
         records.append({"fold": k, "trained_on": int(len(fit_rows)), "predicted": int(len(held)),
-                        "accuracy": round(accuracy, 4), "seconds": round(seconds, 1),
+                        "accuracy": round(accuracy, 4), "seconds": round(seconds, 1), "precision": precision,
                         "train_acc": state.history[-1]["train/acc"] if state.history else None})
         log.info("crossval: fold %d/%d  trained on %d, predicted %d: accuracy %.4f  %.1fs",
                  k + 1, cfg.folds, len(fit_rows), len(held), accuracy, seconds)
     return probs, records
 
 
+def rank_suspects(labels: np.ndarray, probs: np.ndarray, rank_by: str) -> np.ndarray:
+    """Row positions of the suspects, least self-confident (lowest probability of the given label)
+    first, ties by row. ``cleanlab``: only the rows cleanlab's filter keeps (as evaluate lists the
+    test split's); ``self_confidence``: every row whose given label is not the network's first
+    choice (the list's length is then set by the cap alone)."""
+    from imgpipe.evaluate.label_errors import rank_label_errors
+
+    labels = np.asarray(labels, dtype=np.int64)
+    if rank_by == "cleanlab":
+        return rank_label_errors(labels, probs)
+    if rank_by != "self_confidence":
+        raise ValueError(f"crossval.rank_by={rank_by!r}: expected one of {', '.join(RANK_BY)}")
+    rows = np.flatnonzero(np.asarray(probs).argmax(axis=1) != labels) if len(labels) else np.zeros(0, np.int64)
+    return rows[np.lexsort((rows, probs[rows, labels[rows]]))]
+
+
 def suspects_table(items: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, classes, folds: np.ndarray,
-                   max_flag_fraction: float) -> tuple[pd.DataFrame, int]:
-    """Confident learning on the out-of-sample probabilities: ``(the ranked list, capped at
-    ``max_flag_fraction`` of the images, how many cleanlab found before the cap)``."""
+                   max_flag_fraction: float, rank_by: str) -> tuple[pd.DataFrame, int]:
+    """The ranked list of :func:`rank_suspects` on the out-of-sample probabilities, capped at
+    ``max_flag_fraction`` of the images, and how many suspects there were before the cap."""
     from imgpipe.evaluate.label_errors import label_error_table
 
-    table = label_error_table(items, labels, probs, classes)
-    found = len(table)
+    rows = rank_suspects(labels, probs, rank_by)
     cap = int(np.floor(max_flag_fraction * len(labels)))
-    table = table.head(cap)
+    table = label_error_table(items, labels, probs, classes, rows=rows[:cap])
     where = dict(zip(items["item_id"].astype(str), zip(items["split"].astype(str), folds, strict=True), strict=True))
     table = table.assign(split=[where[i][0] for i in table["item_id"]],
                          fold=np.array([where[i][1] for i in table["item_id"]], dtype=np.int64))
-    return table[error_columns()].reset_index(drop=True), found
+    return table[error_columns()].reset_index(drop=True), len(rows)
 
 
 def probabilities_frame(items: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, classes,
@@ -190,18 +237,14 @@ def probabilities_frame(items: pd.DataFrame, labels: np.ndarray, probs: np.ndarr
     return frame
 
 
-def sheet_png(table: pd.DataFrame, images, row_of: dict, path: Path, folds: int) -> None:
-    """The contact sheet: the top suspects, captioned with the given and the network's label."""
-    from imgpipe.evaluate import plots
-    from imgpipe.evaluate.gallery import _short
+def sheet_png(table: pd.DataFrame, images, items: pd.DataFrame, path: Path, folds: int) -> None:
+    """The contact sheet (evaluate's, in crossval's words): the top suspects, captioned with the
+    given and the network's label; ``images`` (an array or a stored split) has ``items``' rows."""
+    from imgpipe.evaluate.label_errors import label_errors_png
 
-    top = table.head(plots.GALLERY_MAX)
-    shown = [np.asarray(images[row_of[i]]) for i in top["item_id"]]
-    caps = [f"{_short(r.item_id)}\ngiven: {r.label} ({r.label_score:.2f})\nnet: {r.suggested_label} "
-            f"({r.suggested_score:.2f})" for r in top.itertuples(index=False)]
-    plots.gallery_png(shown, caps, path,
-                      f"Suspected training-label errors ({len(top)} of {len(table)} shown; {folds}-fold network)",
-                      figure="label_errors", empty="crossval is off or found no suspected label errors")
+    label_errors_png(table, images, items, path,
+                     title=f"Suspected training-label errors ({{shown}} of {{total}} shown; {folds}-fold network)",
+                     empty="crossval is off or found no suspected label errors")
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -224,7 +267,7 @@ def crossval_label_errors(augmented: Path, cfg, train_cfg, download_cfg=None) ->
         write_parquet(probabilities_frame(empty, np.zeros(0, dtype=np.int64), np.zeros((0, len(classes))), classes,
                                           np.zeros(0, dtype=np.int64)), PROBABILITIES_FILE)
         with atomic_dir(PLOTS_DIR) as tmp:
-            sheet_png(pd.DataFrame(columns=error_columns()), [], {}, tmp / SHEET_FILE, cfg.folds)
+            sheet_png(pd.DataFrame(columns=error_columns()), [], empty, tmp / SHEET_FILE, cfg.folds)
         write_json(METRICS_FILE, {"enabled": False, "suspected_label_errors": 0})
         return {"enabled": "false (crossval.enabled): empty outputs written"}
 
@@ -245,26 +288,30 @@ def crossval_label_errors(augmented: Path, cfg, train_cfg, download_cfg=None) ->
     seconds = time.perf_counter() - started
     rows = np.flatnonzero(original)
     o_items, o_y, o_probs, o_folds = items.iloc[rows].reset_index(drop=True), y[rows], probs[rows], folds[rows]
-    table, found = suspects_table(o_items, o_y, o_probs, classes, o_folds, cfg.max_flag_fraction)
+    table, found = suspects_table(o_items, o_y, o_probs, classes, o_folds, cfg.max_flag_fraction, cfg.rank_by)
+    # cleanlab's count of suspect labels: an estimate of how many are wrong, whichever list is written
+    cleanlab_found = found if cfg.rank_by == "cleanlab" else len(rank_suspects(o_y, o_probs, "cleanlab"))
     accuracy = float((o_probs.argmax(1) == o_y).mean()) if len(o_y) else 0.0
     write_csv(table, LABEL_ERRORS_FILE)
     write_parquet(probabilities_frame(o_items, o_y, o_probs, classes, o_folds), PROBABILITIES_FILE)
     with atomic_dir(PLOTS_DIR) as tmp:
-        row_of = {item: r for r, item in zip(rows, o_items["item_id"].astype(str), strict=True)}
-        sheet_png(table, x, row_of, tmp / SHEET_FILE, cfg.folds)
+        sheet_png(table, take_rows(x, rows), o_items, tmp / SHEET_FILE, cfg.folds)
     fold_cfg = fold_config(train_cfg, cfg, 0)
     write_json(METRICS_FILE, {
         "enabled": True, "folds": cfg.folds, "images": int(len(o_y)),
         "splits": "train+val" if cfg.include_val else "train",
-        "oos_accuracy": round(accuracy, 4), "suspected_label_errors": int(len(table)),
-        "found_before_cap": int(found),
+        "oos_accuracy": round(accuracy, 4), "rank_by": cfg.rank_by, "suspected_label_errors": int(len(table)),
+        "found_before_cap": int(found), "cleanlab_found": int(cleanlab_found),
     })
-    kept = f"{len(table)} listed" + (f" (cleanlab found {found}; cap {cfg.max_flag_fraction:g} of the images)"
-                                     if found > len(table) else "")
+    candidates = (f"cleanlab found {found}" if cfg.rank_by == "cleanlab" else
+                  f"the network puts {found} in another class; cleanlab estimates {cleanlab_found} wrong labels")
+    kept = (f"{len(table)} listed, least self-confident first (rank_by {cfg.rank_by}: {candidates}; cap "
+            f"{cfg.max_flag_fraction:g} of the images)")
     return {
         "images": f"{len(o_y)} ({'train+val' if cfg.include_val else 'train'}; {len(items) - len(o_y)} augmented "
                   "copies trained on, not predicted)",
-        "models": f"{cfg.folds} x {fold_cfg.model} (width {fold_cfg.width}, {fold_cfg.epochs} epochs) in {seconds:.1f}s",
+        "models": f"{cfg.folds} x {fold_cfg.model} (width {fold_cfg.width}, {fold_cfg.epochs} epochs, "
+                  f"{records[0]['precision'] if records else '-'}) in {seconds:.1f}s",
         "out_of_sample_accuracy": f"{accuracy:.4f} (per fold: {', '.join(str(r['accuracy']) for r in records)})",
         "suspected_label_errors": f"{kept} -> {LABEL_ERRORS_FILE}",
     }

@@ -1,7 +1,7 @@
 """Stage crossval: the network's K-fold out-of-sample view of the training labels (off by default).
 
 Beside train, after augment: K models of ``train.model`` at ``crossval.width``/``crossval.epochs``,
-confident learning on their out-of-sample probabilities (``imgpipe.crossval``)."""
+the least self-confident of their out-of-sample predictions listed (``imgpipe.crossval``)."""
 
 from pathlib import Path
 

@@ -43,11 +43,12 @@ def rank_label_errors(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def label_error_table(items: pd.DataFrame, labels: np.ndarray, probs: np.ndarray,
-                      classes: Sequence[str]) -> pd.DataFrame:
+                      classes: Sequence[str], rows: np.ndarray | None = None) -> pd.DataFrame:
     """One row per suspect, most suspicious first: item id, source path, given and suggested
-    label with the network's probability of each."""
+    label with the network's probability of each. ``rows``: the suspects' row positions, ranked
+    (default: :func:`rank_label_errors`)."""
     labels = np.asarray(labels, dtype=np.int64)
-    rows = rank_label_errors(labels, probs)
+    rows = rank_label_errors(labels, probs) if rows is None else np.asarray(rows, dtype=np.int64)
     names = np.asarray(list(classes), dtype=object)
     suggested = probs[rows].argmax(axis=1) if len(rows) else np.zeros(0, dtype=np.int64)
     return pd.DataFrame({
@@ -61,8 +62,15 @@ def label_error_table(items: pd.DataFrame, labels: np.ndarray, probs: np.ndarray
     }, columns=list(COLUMNS)).astype({"item_id": str, "source_path": str, "label": str, "suggested_label": str})
 
 
-def label_errors_png(table: pd.DataFrame, images: np.ndarray, items: pd.DataFrame, path: Path) -> None:
-    """The contact sheet: the top suspects, captioned with the given and the suggested label."""
+TITLE = "Suspected test-label errors ({shown} of {total} shown; confident learning)"
+EMPTY = "no suspected label errors on the test split"
+
+
+def label_errors_png(table: pd.DataFrame, images: np.ndarray, items: pd.DataFrame, path: Path,
+                     title: str = TITLE, empty: str = EMPTY) -> None:
+    """The contact sheet: the top suspects, captioned with the given and the suggested label.
+    ``title`` may use ``{shown}`` and ``{total}``; ``empty`` is drawn when there is no suspect
+    (the crossval stage draws its own list with its own words)."""
     from imgpipe.evaluate import plots
     from imgpipe.evaluate.gallery import _short
 
@@ -71,9 +79,8 @@ def label_errors_png(table: pd.DataFrame, images: np.ndarray, items: pd.DataFram
     shown = [np.asarray(images[row_of[i]]) for i in top["item_id"]]
     caps = [f"{_short(r.item_id)}\ngiven: {r.label} ({r.label_score:.2f})\nnet: {r.suggested_label} "
             f"({r.suggested_score:.2f})" for r in top.itertuples(index=False)]
-    plots.gallery_png(shown, caps, path,
-                      f"Suspected test-label errors ({len(top)} of {len(table)} shown; confident learning)",
-                      figure="label_errors", empty="no suspected label errors on the test split")
+    plots.gallery_png(shown, caps, path, title.format(shown=len(top), total=len(table)),
+                      figure="label_errors", empty=empty)
 
 
 def review_rows(table: pd.DataFrame) -> pd.DataFrame:
