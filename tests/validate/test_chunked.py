@@ -98,6 +98,7 @@ def test_checks_on_a_two_worker_dask_cluster_give_the_same_outputs(tmp_path, mon
     # Chunk bounds are cut here, in the driver, from these two; the workers only run the chunks.
     monkeypatch.setattr(chunked.rows_per_chunk, "__defaults__", (12 * 12 * 3 * 9, None))
     monkeypatch.setattr(label_issues, "CHUNK", 8)
+    assert chunked.rows_per_chunk((12, 12, 3)) == 9  # (patching CHUNK_BYTES would not reach it)
     cfg = ValidateParams(ood={"min_images": 20})
 
     def checks(**engine):
