@@ -123,11 +123,16 @@ def test_local_killed_worker_fails_naming_a_task_in_flight():
         list(ordered_map(die_on_three, range(20), EngineSpec("local", 2)))
 
 
-def test_local_task_that_never_finishes_is_one_line_and_leaves_no_process(monkeypatch):
-    monkeypatch.setattr(engine, "TASK_TIMEOUT_S", 0.5)
+@pytest.mark.parametrize("stop", ["stuck task", "ctrl-c"])
+def test_local_pool_is_gone_after_a_stuck_task_or_ctrl_c(stop, monkeypatch):
     before = child_processes()
-    with pytest.raises(PipelineError, match=r"^task 2 gave no result within 0\.5 s \(imgpipe\.engine\.TASK_TIMEOUT_S\)"):
-        list(ordered_map(stuck_on_two, range(8), EngineSpec("local", 2)))
+    if stop == "stuck task":  # one line, not a hang (nor a wait for the stuck process at shutdown)
+        monkeypatch.setattr(engine, "TASK_TIMEOUT_S", 0.5)
+        with pytest.raises(PipelineError, match=r"^task 2 gave no result within 0\.5 s \(imgpipe\.engine\.TASK_TIMEOUT_S\)"):
+            list(ordered_map(stuck_on_two, range(8), EngineSpec("local", 2)))
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            list(ordered_map(square, interrupted_after(5), EngineSpec("local", 2)))
     assert_no_new_children(before)
 
 
