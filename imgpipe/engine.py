@@ -135,7 +135,7 @@ class Runner:
         (Not ``client.scatter(a_dict)``: Dask stores a dict's items under the dict's own keys,
         ``margin`` and the like, which the next map's arguments reused; releasing the old one lost
         the new one, and tasks waited for it forever with their workers looking for it.)"""
-        if self._client is None or not value:
+        if self._client is None or value is None or (isinstance(value, (dict, list, tuple)) and not value):
             yield value
             return
         [future] = self._client.scatter([value], broadcast=True, hash=False)  # a unique key
