@@ -44,6 +44,10 @@ from imgpipe.errors import PipelineError
 IN_FLIGHT_PER_WORKER = 2
 # How long to keep trying to reach a scheduler at dask_address before failing the stage.
 CONNECT_TIMEOUT_S = 30.0
+# How long the driver waits for the oldest task in flight (chunks are seconds of work: 256 items at
+# most in preprocess, 12 MiB of pixels in validate) before it fails the stage in one line instead of
+# waiting forever on a task stuck in a loop or on a lock, or on a cluster that never runs it.
+TASK_TIMEOUT_S = 600.0
 # Starting a LocalCluster (distributed's pre-spawn-environ) sets these in this process for good;
 # they are put back when the cluster closes, so later work here keeps its usual threads.
 _CLUSTER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
@@ -122,6 +126,24 @@ class Runner:
                     f"{mine[name]} here{f' (and {len(differ) - 1} more)' if len(differ) > 1 else ''}; install the "
                     "same imgpipe checkout and libraries on the workers (outputs must not depend on the engine)")
 
+    @contextmanager
+    def shared(self, value: Any) -> Iterator[Any]:
+        """``value`` as an argument of every task of the maps run inside (large arguments: lookup
+        tables, a fitted model). On Dask it is sent to every worker once, under a key of its own,
+        and dropped from the cluster after; here or in a pool it is ``value`` itself.
+
+        (Not ``client.scatter(a_dict)``: Dask stores a dict's items under the dict's own keys,
+        ``margin`` and the like, which the next map's arguments reused; releasing the old one lost
+        the new one, and tasks waited for it forever with their workers looking for it.)"""
+        if self._client is None or value is None or (isinstance(value, (dict, list, tuple)) and not value):
+            yield value
+            return
+        [future] = self._client.scatter([value], broadcast=True, hash=False)  # a unique key
+        try:
+            yield future
+        finally:
+            future.release()
+
     def map(self, fn: Callable, tasks: Iterable, *args: Any, describe: Callable[[int, Any], str] = _task_name,
             per_worker: int = IN_FLIGHT_PER_WORKER) -> Iterator:
         """``fn(task, *args)`` for every task, yielded in task order, ``per_worker * workers``
@@ -145,27 +167,89 @@ class Runner:
             yield result
 
     def _map_pool(self, fn, tasks, args, describe, per_worker) -> Iterator:
-        window = max(1, per_worker * self.workers)
-        pending: deque = deque()
+        section = self.spec.section
+        return _in_order(
+            tasks, max(1, per_worker * self.workers), describe,
+            submit=lambda task: self._pool.submit(fn, task, *args),
+            result=_result_in_time,
+            lost=BrokenProcessPool,
+            lost_message=lambda name: (f"a worker process died with {name} in flight (a crashing native "
+                                       f"decoder? out of memory?); rerun with {section}.workers=1 to see which item"),
+            where=lambda exc: " in a worker process")
 
-        def next_result():
-            index, task, future = pending.popleft()
+    def _map_dask(self, fn, tasks, args, describe, per_worker) -> Iterator:
+        from distributed import KilledWorker
+
+        client = self._client
+        section = self.spec.section
+
+        def result(future):
             try:
-                return future.result()
-            except BrokenProcessPool:
-                raise PipelineError(
-                    f"a worker process died with {describe(index, task)} in flight (a crashing native "
-                    f"decoder? out of memory?); rerun with {self.spec.section}.workers=1 to see which item"
-                ) from None
-            except PipelineError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise PipelineError(_failed(describe(index, task), exc, " in a worker process")) from exc
+                return _result_in_time(future)
+            finally:
+                future.release()
 
+        def where(exc: BaseException) -> str:
+            if type(exc).__module__.startswith(("distributed", "asyncio", "concurrent")):
+                return f" (lost the Dask scheduler {client.scheduler.address}?)"
+            return " on a Dask worker"
+
+        return _in_order(
+            tasks, max(1, per_worker * self.workers), describe,
+            submit=lambda task: client.submit(fn, task, *args, pure=False),
+            result=result,
+            lost=KilledWorker,
+            lost_message=lambda name: (f"Dask workers died running {name} (out of memory? a crashing native "
+                                       f"decoder?); rerun with {section}.engine=local and {section}.workers=1 "
+                                       "to see which item"),
+            where=where,
+            # An error or an early stop: cancel what is still queued on the cluster.
+            cancel=client.cancel)
+
+
+class _NotFinished(Exception):
+    """The oldest task in flight gave no result within :data:`TASK_TIMEOUT_S`."""
+
+
+def _result_in_time(future):
+    """``future.result()``, waiting at most :data:`TASK_TIMEOUT_S` (a pool's or a Dask future)."""
+    try:
+        return future.result(timeout=TASK_TIMEOUT_S)
+    except TimeoutError:
+        if future.done():  # the task's own TimeoutError (a socket's, say), or it just finished
+            return future.result()
+        raise _NotFinished from None
+
+
+def _in_order(tasks: Iterable, window: int, describe: Callable[[int, Any], str], *, submit: Callable,
+              result: Callable, lost: type[BaseException], lost_message: Callable[[str], str],
+              where: Callable[[BaseException], str], cancel: Callable | None = None) -> Iterator:
+    """The windowed loop of a pool or a cluster: ``submit(task)`` gives a future, at most ``window``
+    are in flight, ``result(future)`` waits for the oldest, and what is yielded is in task order.
+    A failure is one :class:`PipelineError` line naming the task: ``lost`` (the backend lost a
+    worker) says ``lost_message(name)``, a task with no result in time says how long it waited,
+    anything else is the task's own exception, ``where(exc)`` saying where it ran.
+    ``cancel(futures)``: what is still in flight when the loop stops early."""
+    pending: deque = deque()
+
+    def next_result():
+        index, task, future = pending.popleft()
+        try:
+            return result(future)
+        except PipelineError:
+            raise
+        except lost:
+            raise PipelineError(lost_message(describe(index, task))) from None
+        except _NotFinished:
+            raise PipelineError(_timed_out(describe(index, task))) from None
+        except Exception as exc:  # noqa: BLE001 - one line naming the task
+            raise PipelineError(_failed(describe(index, task), exc, where(exc))) from exc
+
+    try:
         for index, task in enumerate(tasks):
             try:
-                future = self._pool.submit(fn, task, *args)
-            except BrokenProcessPool:  # a worker died since the last result: report a task it held
+                future = submit(task)
+            except lost:  # a worker died since the last result: report a task it held
                 while pending:
                     next_result()
                 raise
@@ -174,43 +258,14 @@ class Runner:
                 yield next_result()
         while pending:
             yield next_result()
+    finally:
+        if pending and cancel is not None:
+            cancel([future for _, _, future in pending])
 
-    def _map_dask(self, fn, tasks, args, describe, per_worker) -> Iterator:
-        from distributed import KilledWorker
 
-        client = self._client
-        window = max(1, per_worker * self.workers)
-        pending: deque = deque()
-
-        def next_result():
-            index, task, future = pending.popleft()
-            try:
-                return future.result()
-            except KilledWorker:
-                raise PipelineError(
-                    f"Dask workers died running {describe(index, task)} (out of memory? a crashing native "
-                    f"decoder?); rerun with {self.spec.section}.engine=local and "
-                    f"{self.spec.section}.workers=1 to see which item") from None
-            except PipelineError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                where = " on a Dask worker"
-                if type(exc).__module__.startswith(("distributed", "asyncio", "concurrent")):
-                    where = f" (lost the Dask scheduler {client.scheduler.address}?)"
-                raise PipelineError(_failed(describe(index, task), exc, where)) from exc
-            finally:
-                future.release()
-
-        try:
-            for index, task in enumerate(tasks):
-                pending.append((index, task, client.submit(fn, task, *args, pure=False)))
-                if len(pending) >= window:
-                    yield next_result()
-            while pending:
-                yield next_result()
-        finally:  # an error or an early stop: cancel what is still queued on the cluster
-            if pending:
-                client.cancel([future for _, _, future in pending])
+def _timed_out(name: str) -> str:
+    return (f"{name} gave no result within {TASK_TIMEOUT_S:g} s (imgpipe.engine.TASK_TIMEOUT_S): a task stuck "
+            "in a loop or on a lock, or workers too busy to start it; see docs/scale.md")
 
 
 def _failed(name: str, exc: BaseException, where: str) -> str:
@@ -264,8 +319,28 @@ def start(spec: EngineSpec, max_tasks: int | None = None) -> Iterator[Runner]:
         return
     # A process pool executor, not multiprocessing.Pool: if a native decoder kills its worker,
     # the map fails with an error instead of waiting forever for the lost task.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context()) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context())
+    try:
         yield Runner(spec, workers, pool=pool)
+    except BaseException:  # an error, a timeout, Ctrl-C: no waiting for tasks that may never end
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down now: queued tasks cancelled, its processes terminated (killed if they
+    do not stop within seconds) and reaped, so none outlives the stage."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def ordered_map(fn: Callable, tasks: Iterable, spec: EngineSpec, *args: Any,
@@ -306,8 +381,11 @@ def dask_client(spec: EngineSpec):
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
+        # No dashboard; the scheduler's small HTTP server on a free loopback port, not on 8787
+        # (taken by the first of several clusters on a machine: the others warned and moved).
         with LocalCluster(n_workers=spec.dask_workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}) as cluster, \
+                Client(cluster) as client:
             yield client
     finally:
         quiet.setLevel(level)

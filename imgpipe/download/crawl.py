@@ -109,24 +109,13 @@ def _run_local(specs: list[ShardSpec], bar) -> list[ShardResult]:
     return results
 
 
-@contextmanager
 def _dask_client(c: CrawlParams):
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise SourceError("download.crawl.engine is dask, but dask distributed is not installed: "
-                          "pip install -e '.[distributed]'") from None
-    if c.dask_address:
-        try:
-            client = Client(c.dask_address, timeout=30)
-        except OSError as exc:
-            raise SourceError(f"download.crawl.dask_address {c.dask_address}: cannot connect: {exc}") from None
-        with client:
-            yield client
-        return
-    with LocalCluster(n_workers=c.dask_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
+    """The engine's client factory (:func:`imgpipe.engine.dask_client`): the scheduler at
+    ``dask_address``, or a LocalCluster closed, with its processes, when the crawl ends."""
+    from imgpipe.engine import EngineSpec, dask_client
+
+    return dask_client(EngineSpec("dask", dask_address=c.dask_address, dask_workers=c.dask_workers,
+                                  section="download.crawl"))
 
 
 def _run_dask(specs: list[ShardSpec], client, bar) -> list[ShardResult]:

@@ -284,11 +284,9 @@ class ChunkEngine:
             for start, stop in bounds:
                 yield start, stop, fn(source.loader(source.positions[start:stop]), start, **kwargs)
             return
-        client = getattr(self.runner, "_client", None)
-        if client is not None and kwargs:  # one copy per worker, resolved by Dask in each task
-            kwargs = client.scatter(kwargs, broadcast=True, hash=False)
-        tasks = ((source.loader.task(source.positions[start:stop]), start) for start, stop in bounds)
-        results = self.runner.map(run_chunk, tasks, fn, kwargs, self.threads,
-                                  describe=lambda i, t: f"validate chunk {i} (rows {bounds[i][0]}..{bounds[i][1] - 1})")
-        for (start, stop), result in zip(bounds, results, strict=True):
-            yield start, stop, result
+        with self.runner.shared(kwargs) as shared:  # one copy per Dask worker, resolved in each task
+            tasks = ((source.loader.task(source.positions[start:stop]), start) for start, stop in bounds)
+            results = self.runner.map(run_chunk, tasks, fn, shared, self.threads,
+                                      describe=lambda i, t: f"validate chunk {i} (rows {bounds[i][0]}..{bounds[i][1] - 1})")
+            for (start, stop), result in zip(bounds, results, strict=True):
+                yield start, stop, result

@@ -43,6 +43,41 @@ def facts_with_pid(modules, distributions):
 ORIGINAL_CODE_FACTS = engine._code_facts
 
 
+def stuck_on_two(x: int) -> int:
+    if x == 2:
+        time.sleep(3600)  # as a task stuck in a loop or on a lock would
+    return x
+
+
+def interrupted_after(n: int):
+    """Tasks, then Ctrl-C while some are in flight."""
+    yield from range(n)
+    raise KeyboardInterrupt
+
+
+def add_margin(x: int, kwargs: dict) -> int:
+    return x + kwargs["margin"]
+
+
+def child_processes() -> set[int]:
+    import psutil
+
+    def ours(p) -> bool:  # multiprocessing's resource tracker lives as long as this process
+        try:
+            return "resource_tracker" not in " ".join(p.cmdline())
+        except psutil.NoSuchProcess:
+            return False
+
+    return {p.pid for p in psutil.Process().children(recursive=True) if ours(p)}
+
+
+def assert_no_new_children(before: set[int]) -> None:
+    deadline = time.monotonic() + 10
+    while (left := child_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a process just killed is reaped within moments
+    assert not left, f"processes left behind: {sorted(left)}"
+
+
 class Counted:
     """An iterator of tasks that records how many were drawn."""
 
@@ -86,6 +121,19 @@ def test_local_task_error_is_one_line_naming_the_task(workers):
 def test_local_killed_worker_fails_naming_a_task_in_flight():
     with pytest.raises(PipelineError, match=r"a worker process died with task \d+ in flight .*engine\.workers=1"):
         list(ordered_map(die_on_three, range(20), EngineSpec("local", 2)))
+
+
+@pytest.mark.parametrize("stop", ["stuck task", "ctrl-c"])
+def test_local_pool_is_gone_after_a_stuck_task_or_ctrl_c(stop, monkeypatch):
+    before = child_processes()
+    if stop == "stuck task":  # one line, not a hang (nor a wait for the stuck process at shutdown)
+        monkeypatch.setattr(engine, "TASK_TIMEOUT_S", 0.5)
+        with pytest.raises(PipelineError, match=r"^task 2 gave no result within 0\.5 s \(imgpipe\.engine\.TASK_TIMEOUT_S\)"):
+            list(ordered_map(stuck_on_two, range(8), EngineSpec("local", 2)))
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            list(ordered_map(square, interrupted_after(5), EngineSpec("local", 2)))
+    assert_no_new_children(before)
 
 
 def test_unreachable_scheduler_is_one_line(monkeypatch):
@@ -185,6 +233,31 @@ def test_preprocess_bytes_are_identical_on_local_1_2_workers_and_dask(store, das
         outputs[name] = output_bytes(tmp_path / name)
     assert len([n for n in outputs["local1"] if n.startswith("shards/")]) > 1
     assert outputs["local1"] == outputs["local2"] == outputs["dask"]
+
+
+def test_dask_shared_arguments_of_consecutive_maps_do_not_collide(dask_address, monkeypatch):
+    # Scattered as a dict, each map's {"margin": ...} lived under the cluster key "margin": the
+    # release of one map's copy raced the next map's, and tasks waited forever for a lost key.
+    monkeypatch.setattr(engine, "TASK_TIMEOUT_S", 30.0)  # a regression fails, it does not hang
+    with engine.start(EngineSpec("dask", dask_address=dask_address)) as runner:
+        for margin in range(12):
+            with runner.shared({"margin": margin}) as kwargs:
+                assert list(runner.map(add_margin, range(4), kwargs)) == [x + margin for x in range(4)]
+
+
+@pytest.mark.parametrize("stop", ["stuck task", "ctrl-c"])
+def test_a_cluster_started_for_a_run_is_gone_after_a_stuck_task_or_ctrl_c(stop, dask_address, monkeypatch):
+    # Its own one-worker LocalCluster (the module's is older: its processes are in `before`).
+    before = child_processes()
+    spec = EngineSpec("dask", dask_workers=1, section="validate")
+    if stop == "stuck task":
+        monkeypatch.setattr(engine, "TASK_TIMEOUT_S", 1.0)
+        with pytest.raises(PipelineError, match=r"^task 2 gave no result within 1 s \(imgpipe\.engine\.TASK_TIMEOUT_S\)"):
+            list(ordered_map(stuck_on_two, range(6), spec))
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            list(ordered_map(square, interrupted_after(5), spec))
+    assert_no_new_children(before)
 
 
 def test_dask_killed_worker_is_one_line_naming_the_task(dask_address):
