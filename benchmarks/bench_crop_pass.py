@@ -9,7 +9,7 @@ the pass's own peak memory, and whether the pairs are the same bytes.
 two child processes, baseline then current, on the same seeded random subset of the 50,000
 CIFAR-10 training photographs (generated textured images when the archive is absent). A child
 loads its images first, resets its peak-RSS mark (``/proc/self/clear_refs``), runs the pass and
-reports CPU seconds (``process_time``), wall seconds and the peak RSS above what it held before
+reports CPU seconds (``process_time``, ``--threads`` BLAS threads, default 1), wall seconds and the peak RSS above what it held before
 the pass: the pass's own memory, the pixels excluded (the stage reads them from the shards).
 ``--profile N`` also runs cProfile on the current pass at size N and prints the top functions.
 """
@@ -69,6 +69,9 @@ def one(args) -> None:
         from imgpipe.validate.crop_duplicates import pairs_from
     else:
         pairs_from = baseline_module(args.baseline, args.out).pairs_from
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(args.threads)  # BLAS threads: busy-waiting ones inflate CPU time on a shared machine
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
     before = _status("VmRSS")
     wall, cpu = time.perf_counter(), time.process_time()
@@ -95,6 +98,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=shared / "data" / "cifar10-train.tar.gz")
     ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 50000])
     ap.add_argument("--baseline", default="327e9bb")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (the stage uses 2)")
     ap.add_argument("--profile", type=int, default=0, help="also profile the current pass at this size")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_crop_pass"))
     ap.add_argument("--one", nargs=2, metavar=("VERSION", "N"), help=argparse.SUPPRESS)
@@ -106,8 +110,9 @@ def main() -> None:
         return
     import pandas as pd
 
-    figures = {"load_avg_start": os.getloadavg(), "baseline": args.baseline}
-    child = [sys.executable, __file__, "--data", str(args.data), "--baseline", args.baseline, "--out", str(args.out)]
+    figures = {"load_avg_start": os.getloadavg(), "baseline": args.baseline, "blas_threads": args.threads}
+    child = [sys.executable, __file__, "--data", str(args.data), "--baseline", args.baseline, "--out", str(args.out),
+             "--threads", str(args.threads)]
     for n in args.sizes:
         runs = {}
         for version in ("baseline", "current"):

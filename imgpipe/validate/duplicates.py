@@ -82,15 +82,20 @@ def lsh_keys(emb: np.ndarray, planes: np.ndarray, dtype=np.uint64) -> np.ndarray
     return wide.view(dtype.newbyteorder("<")).reshape(len(emb), tables).astype(dtype)
 
 
-def bucket_candidates(qkeys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray, ok: np.ndarray,
-                      start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def bucket_candidates(qkeys: np.ndarray, sorted_keys: np.ndarray | None, order: np.ndarray, ok: np.ndarray,
+                      start: int, n: int, bucket_starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The unique ``(query row, indexed row)`` pairs, in that order, whose keys share a bucket in
     any table (``sorted_keys``/``order``: ``(tables, indexed)``), for the query rows where ``ok``;
-    query row ``i`` is image ``start + i`` of ``n``, never paired with itself. Both passes use it."""
+    query row ``i`` is image ``start + i`` of ``n``, never paired with itself. Both passes use it.
+    ``bucket_starts`` (``(tables, 2**bits + 1)``, each key's first position in ``order``) stands
+    in for ``sorted_keys`` where the keys are short: a lookup instead of two binary searches."""
     found = []
-    for t in range(len(sorted_keys)):
-        lo = np.searchsorted(sorted_keys[t], qkeys[:, t], "left")
-        hi = np.searchsorted(sorted_keys[t], qkeys[:, t], "right")
+    for t in range(len(order)):
+        if bucket_starts is not None:
+            lo, hi = bucket_starts[t][qkeys[:, t]], bucket_starts[t][qkeys[:, t] + 1]
+        else:
+            lo = np.searchsorted(sorted_keys[t], qkeys[:, t], "left")
+            hi = np.searchsorted(sorted_keys[t], qkeys[:, t], "right")
         count = np.where(ok, hi - lo, 0)
         total = int(count.sum())
         if not total:
