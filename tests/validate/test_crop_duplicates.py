@@ -127,7 +127,8 @@ def _frame(rows) -> pd.DataFrame:
 def test_same_pairs_as_when_every_thumbnail_was_kept(monkeypatch, chunk, on_disk):
     """Golden pairs recorded from the version that held every thumbnail, for any chunk size, with
     the exact embeddings in memory or in the temporary file (read a few rows per map)."""
-    if on_disk:
+    if on_disk:  # the int8 filter and the temporary file
+        monkeypatch.setattr(crop_duplicates, "CENTRE_IN_MEMORY_BYTES", 0)
         monkeypatch.setattr(crop_duplicates, "EXACT_IN_MEMORY_BYTES", 0)
         monkeypatch.setattr(crop_duplicates, "GATHER_ROWS", 5)
     got = crop_duplicate_pairs(golden_images(), chunk=chunk, block=64)
@@ -135,8 +136,9 @@ def test_same_pairs_as_when_every_thumbnail_was_kept(monkeypatch, chunk, on_disk
 
 
 def test_per_image_state_is_a_few_hundred_bytes(monkeypatch):
-    """What grows with the number of images (the bucket starts are a fixed size)."""
+    """What grows with the number of images past the in-memory caps (the bucket starts are a fixed size)."""
     monkeypatch.setattr(crop_duplicates, "EXACT_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(crop_duplicates, "CENTRE_IN_MEMORY_BYTES", 0)
 
     def resident(n: int) -> int:
         index = crop_duplicates._Index(n, crop_duplicates.GRID, crop_duplicates.VERIFY_GRID, crop_duplicates.TABLES)
