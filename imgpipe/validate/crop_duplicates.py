@@ -65,6 +65,8 @@ EXACT_IN_MEMORY_BYTES = 64 << 20  # exact embeddings up to this stay in memory (
 CENTRE_IN_MEMORY_BYTES = 256 << 20  # exact 8x8 full views up to this stay in memory (about 350,000
 # images): a candidate's similarity is then one gather, not the int8 filter and a read (2.5x faster at 50,000)
 GATHER_ROWS = 4096  # exact rows read per memory map: bounds the mapped pages resident at once
+LOOKUP_CANDIDATES = 1 << 21  # bucket entries looked up at a time (32 bytes each while they are sorted)
+SIMILARITY_BATCH = 1 << 16  # candidates whose coarse similarity is computed at a time (1.5 KB each)
 FULL = np.array([0.0, 1.0, 0.0, 1.0])
 
 
@@ -377,21 +379,18 @@ def _query_block(index: _Index, s: int, thumbs: np.ndarray, planes: np.ndarray, 
         live = ok & (qspread >= MIN_SPREAD)
         if not live.any():
             continue
-        q, other = bucket_candidates(lsh_keys(query, planes, np.uint32), None, index.order, live, s, n,
-                                     index.bucket_starts)
-        if not len(q):
-            continue
-        if index.centre is not None:
-            sim = np.einsum("nd,nd->n", query[q], index.centre[other])
-        else:  # the int8 filter: exact rows read only for the candidates that may reach ``candidate``
-            maybe = index.may_reach(query, q, other, candidate)
-            q, other = q[maybe], other[maybe]
-            sim = np.einsum("nd,nd->n", query[q], index.exact.read(other, index.dim))
-        hit = sim >= candidate
-        cq.append(q[hit])
-        co.append(other[hit])
-        cs.append(sim[hit])
-        cw.append(np.full(int(hit.sum()), w))
+        qkeys = lsh_keys(query, planes, np.uint32)
+        for r0, r1 in _query_spans(index.bucket_starts, qkeys, live):
+            q, other = bucket_candidates(qkeys[r0:r1], None, index.order, live[r0:r1], s + r0, n,
+                                         index.bucket_starts)
+            q += r0
+            for c in range(0, len(q), SIMILARITY_BATCH):
+                hq, ho, hs = _coarse_hits(index, query, q[c : c + SIMILARITY_BATCH], other[c : c + SIMILARITY_BATCH],
+                                          candidate)
+                cq.append(hq)
+                co.append(ho)
+                cs.append(hs)
+                cw.append(np.full(len(hq), w))
     if not cq or not sum(len(v) for v in cq):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     q, other, sim, win_of = (np.concatenate(v) for v in (cq, co, cs, cw))
@@ -405,6 +404,34 @@ def _query_block(index: _Index, s: int, thumbs: np.ndarray, planes: np.ndarray, 
     sim = np.concatenate(sims)
     hit = sim >= threshold
     return q[hit] + s, other[hit], sim[hit]
+
+
+def _query_spans(bucket_starts: np.ndarray, qkeys: np.ndarray, live: np.ndarray) -> list[tuple[int, int]]:
+    """Query rows in consecutive spans of at most :data:`LOOKUP_CANDIDATES` bucket entries (one
+    row may exceed it alone): the look-up's arrays stay bounded however full the buckets get."""
+    rows = np.arange(len(qkeys))
+    count = sum(bucket_starts[t][qkeys[:, t] + 1] - bucket_starts[t][qkeys[:, t]] for t in range(qkeys.shape[1]))
+    total = np.cumsum(np.where(live, count, 0), dtype=np.int64)
+    spans, r0 = [], 0
+    while r0 < len(qkeys):
+        base = total[r0 - 1] if r0 else 0
+        r1 = max(r0 + 1, int(np.searchsorted(total, base + LOOKUP_CANDIDATES, "right")))
+        spans.append((r0, min(r1, len(rows))))
+        r0 = r1
+    return spans
+
+
+def _coarse_hits(index: _Index, query: np.ndarray, q: np.ndarray, other: np.ndarray,
+                 candidate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates whose coarse similarity reaches ``candidate``, with it."""
+    if index.centre is not None:
+        sim = np.einsum("nd,nd->n", query[q], index.centre[other])
+    else:  # the int8 filter: exact rows read only for the candidates that may reach ``candidate``
+        maybe = index.may_reach(query, q, other, candidate)
+        q, other = q[maybe], other[maybe]
+        sim = np.einsum("nd,nd->n", query[q], index.exact.read(other, index.dim))
+    hit = sim >= candidate
+    return q[hit], other[hit], sim[hit]
 
 
 def _all_windows(table: Block, windows: np.ndarray, grid: int, chroma_weight: float):

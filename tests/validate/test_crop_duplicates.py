@@ -126,11 +126,14 @@ def _frame(rows) -> pd.DataFrame:
 @pytest.mark.parametrize("chunk, on_disk", [(4096, False), (13, True), (100, True)])
 def test_same_pairs_as_when_every_thumbnail_was_kept(monkeypatch, chunk, on_disk):
     """Golden pairs recorded from the version that held every thumbnail, for any chunk size, with
-    the exact embeddings in memory or in the temporary file (read a few rows per map)."""
+    the exact embeddings in memory or in the temporary file (read a few rows per map), and the
+    look-ups and similarities done in small pieces."""
     if on_disk:  # the int8 filter and the temporary file
         monkeypatch.setattr(crop_duplicates, "CENTRE_IN_MEMORY_BYTES", 0)
         monkeypatch.setattr(crop_duplicates, "EXACT_IN_MEMORY_BYTES", 0)
         monkeypatch.setattr(crop_duplicates, "GATHER_ROWS", 5)
+        monkeypatch.setattr(crop_duplicates, "LOOKUP_CANDIDATES", 40)  # look-ups and similarities in pieces
+        monkeypatch.setattr(crop_duplicates, "SIMILARITY_BATCH", 7)
     got = crop_duplicate_pairs(golden_images(), chunk=chunk, block=64)
     pd.testing.assert_frame_equal(got, _frame(GOLDEN))
 
