@@ -65,8 +65,8 @@ EXACT_IN_MEMORY_BYTES = 64 << 20  # exact embeddings up to this stay in memory (
 CENTRE_IN_MEMORY_BYTES = 256 << 20  # exact 8x8 full views up to this stay in memory (about 350,000
 # images): a candidate's similarity is then one gather, not the int8 filter and a read (2.5x faster at 50,000)
 GATHER_ROWS = 4096  # exact rows read per memory map: bounds the mapped pages resident at once
-LOOKUP_CANDIDATES = 1 << 21  # bucket entries looked up at a time (32 bytes each while they are sorted)
-SIMILARITY_BATCH = 1 << 16  # candidates whose coarse similarity is computed at a time (1.5 KB each)
+LOOKUP_CANDIDATES = 1 << 19  # bucket entries looked up at a time (about 32 bytes each while sorted)
+SIMILARITY_BATCH = 1 << 14  # candidates whose coarse similarity is computed at a time (1.5 KB each)
 FULL = np.array([0.0, 1.0, 0.0, 1.0])
 
 
