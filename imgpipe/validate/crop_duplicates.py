@@ -4,14 +4,13 @@ Today's pass (:mod:`imgpipe.validate.duplicates`) lines copies up by whole-pixel
 ``max_shift`` and compares raw colour: a copy cropped by 10-20% of a side and scaled back, or one
 with its contrast or saturation changed, falls below its threshold. This pass looks for those.
 
-Embedding. Every image is reduced once to a small thumbnail (``THUMB`` x ``THUMB`` x 3 uint8, an
-exact area average; 3 KiB), the only per-image data kept besides one embedding. An embedding of
-a window of the image (fractional edges) is the mean colour of a ``grid`` x ``grid`` grid of cells
-over it, computed exactly (area weights per row and column: two small matrix products), in an
-opponent colour space: luminance standardised (mean and spread removed: brightness and contrast
-drop out) and the two chroma channels centred and divided by their joint spread (saturation drops
-out; a small hue turn is a small rotation of them), weighted ``chroma_weight``, then scaled to
-unit length.
+Embedding. Each image is reduced to a small thumbnail (``THUMB`` x ``THUMB`` x 3, an exact area
+average). An embedding of a window of the image (fractional edges) is the mean colour of a
+``grid`` x ``grid`` grid of cells over it, computed exactly (area weights per row and column: two
+small matrix products), in an opponent colour space: luminance standardised (mean and spread
+removed: brightness and contrast drop out) and the two chroma channels centred and divided by
+their joint spread (saturation drops out; a small hue turn is a small rotation of them), weighted
+``chroma_weight``, then scaled to unit length.
 
 Search. Each image's full view is indexed in random-hyperplane LSH tables; each image then looks
 up the embeddings of a fixed set of crop windows of itself (every side cut by 0, ``step``, ...,
@@ -23,20 +22,34 @@ when that similarity reaches ``threshold``. An image matching more than ``max_ma
 is a look-alike layout (a plain sky, a handwritten digit), not a copy: its pairs are left out. The work grows
 with the number of images times windows times bucket size, not with all pairs.
 
+Memory. The pixels are read twice, a chunk at a time (:class:`imgpipe.validate.chunked.PixelSource`):
+once to index every image, once to query with each image's own windows. What stays per image is
+what the other side of a pair needs: the LSH keys and positions (128 bytes), the full view's
+embedding quantised to int8 with its scale and its exact error bound (200 bytes; a filter that
+lets through every candidate whose exact similarity could reach ``candidate``), and a flag. The
+exact float32 full-view embeddings (``grid`` and ``verify_grid``: 2.5 KB) are written once to
+:class:`ExactRows`, in memory for small sets, else an unlinked temporary file read back for the
+candidates only. The pairs and similarities are the same bytes as when every thumbnail was held
+(tested against golden pairs recorded from that version).
+
 Everything is seeded and ordered, and each image's result depends on its own pixels and the
 index only, so the pairs are the same bytes for any chunking or thread count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import mmap
+import os
+import tempfile
 
 import numpy as np
 import pandas as pd
 
+from imgpipe.validate.duplicates import best_per_pair, bucket_candidates, lsh_keys
+
 LUMA = np.array([0.299, 0.587, 0.114])
 # Chosen on planted copies of real CIFAR-10 photographs (benchmarks/bench_duplicates.py).
-THUMB = 32  # thumbnail side kept per image (3 KiB): the windows are cut from it
+THUMB = 32  # thumbnail side the windows are cut from (made per chunk, not kept)
 GRID = 8  # cells per side of the search embedding (LSH and the edge refinement)
 VERIFY_GRID = 12  # cells per side of the final similarity: finer, so look-alike layouts part
 CHROMA_WEIGHT = 0.35  # weight of the two chroma channels against luminance
@@ -48,6 +61,13 @@ MIN_SPREAD = 2.0  # images whose luminance spread (grey levels, over the grid) i
 CHROMA_FLOOR = 4.0  # joint chroma spread floor (grey levels): a near-grey image's chroma noise stays small
 REFINE_ROUNDS = 3  # halvings of the edge step in the refinement
 REFINE_BATCH = 2048  # candidates refined at a time (each carries its thumbnail as float32)
+EXACT_IN_MEMORY_BYTES = 64 << 20  # exact embeddings up to this stay in memory (about 26,000 images)
+CENTRE_IN_MEMORY_BYTES = 256 << 20  # exact 8x8 full views up to this stay in memory (about 350,000
+# images): a candidate's similarity is then one gather, not the int8 filter and a read (2.5x faster at 50,000)
+GATHER_ROWS = 4096  # exact rows read per memory map: bounds the mapped pages resident at once
+LOOKUP_CANDIDATES = 1 << 19  # bucket entries looked up at a time (about 32 bytes each while sorted)
+SIMILARITY_BATCH = 1 << 14  # candidates whose coarse similarity is computed at a time (1.5 KB each)
+FULL = np.array([0.0, 1.0, 0.0, 1.0])
 
 
 def thumbnail(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -57,7 +77,7 @@ def thumbnail(pixels: np.ndarray, size: int) -> np.ndarray:
     pixels = pixels[..., :3]
     if pixels.shape[1:3] == (size, size):
         return np.ascontiguousarray(pixels, dtype=np.uint8)
-    cells = _cell_means(Block(pixels), np.array([0.0, 1.0, 0.0, 1.0]), size)
+    cells = _cell_means(Block(pixels), FULL, size)
     return np.clip(np.round(cells), 0, 255).astype(np.uint8)
 
 
@@ -91,12 +111,15 @@ def _cell_means(images: np.ndarray, windows: np.ndarray, grid: int) -> np.ndarra
     """``(N, grid, grid, 3)`` exact mean colour of each cell of a ``grid`` x ``grid`` grid over one
     window per image (``windows`` (N, 4) or (4,): fractions y0, y1, x0, x1)."""
     n, h, w, c = images.shape
+    if isinstance(images, Block):  # one window for all: two plain matrix products
+        win = np.asarray(windows, np.float64).reshape(-1, 4)[:1]
+        rows = _area_weights(win[:, 0] * h, win[:, 1] * h, grid, h)[0]  # (g, h)
+        cols = _area_weights(win[:, 2] * w, win[:, 3] * w, grid, w)[0]  # (g, w)
+        out = (rows @ images.by_row).reshape(grid * n * c, w) @ cols.T  # (g n c, g)
+        return out.reshape(grid, n, c, grid).transpose(1, 0, 3, 2)
     windows = np.broadcast_to(np.asarray(windows, np.float64), (n, 4))
     rows = _area_weights(windows[:, 0] * h, windows[:, 1] * h, grid, h)  # (n, g, h)
     cols = _area_weights(windows[:, 2] * w, windows[:, 3] * w, grid, w)  # (n, g, w)
-    if isinstance(images, Block):  # one window for all: two plain matrix products
-        out = (rows[0] @ images.by_row).reshape(grid * n * c, w) @ cols[0].T  # (g n c, g)
-        return out.reshape(grid, n, c, grid).transpose(1, 0, 3, 2)
     out = np.matmul(rows, images.reshape(n, h, w * c)).reshape(n, grid, w, c)
     return np.matmul(cols[:, None], out).reshape(n, grid, grid, c)
 
@@ -107,7 +130,11 @@ def window_embeddings(images: np.ndarray, windows: np.ndarray, grid: int,
     ``(N, H, W, 3)``, ``windows`` (N, 4) or (4,): fractions y0, y1, x0, x1), and each window's
     luminance spread (grey levels)."""
     n = len(images)
-    rgb = _cell_means(images, windows, grid).reshape(n, grid * grid, 3)
+    return _normalised(_cell_means(images, windows, grid).reshape(n, grid * grid, 3), chroma_weight)
+
+
+def _normalised(rgb: np.ndarray, chroma_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    n = len(rgb)
     luma = rgb @ LUMA.astype(np.float32)
     chroma = rgb[:, :, [2, 0]] - luma[:, :, None]  # blue and red minus luminance
     luma = luma - luma.mean(axis=1, keepdims=True)
@@ -127,36 +154,148 @@ def crop_windows(max_crop: float, step: float) -> np.ndarray:
     return np.array([(t, 1 - b, left, 1 - r) for t in cuts for b in cuts for left in cuts for r in cuts])
 
 
-def _keys(emb: np.ndarray, planes: np.ndarray) -> np.ndarray:
-    tables, bits, dim = planes.shape
-    signs = (emb @ planes.reshape(tables * bits, dim).T) > 0
-    weights = np.uint64(1) << np.arange(bits, dtype=np.uint64)
-    return (signs.reshape(len(emb), tables, bits).astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+def quantise(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int8 codes, per-row scale and an upper bound of each row's L2 error (float32): ``codes *
+    scale`` is within ``bound`` of ``emb`` (the bound rounded up, so it holds in float32 too)."""
+    top = np.abs(emb).max(axis=1).astype(np.float64)
+    scale = (np.maximum(top, 1e-12) / 127.0).astype(np.float32)
+    codes = np.clip(np.round(emb / scale[:, None]), -127, 127).astype(np.int8)
+    err = np.sqrt(((emb.astype(np.float64) - codes * scale[:, None].astype(np.float64)) ** 2).sum(axis=1))
+    return codes, scale, np.nextafter((err * (1 + 1e-6)).astype(np.float32), np.float32(np.inf))
 
 
-class CropIndex:
-    """The per-image state of the pass: thumbnails and full-view embeddings, built chunk by chunk."""
+class ExactRows:
+    """Each image's exact float32 full-view embeddings, written once in row order and read back for
+    candidates. In memory up to :data:`EXACT_IN_MEMORY_BYTES`; above, an unlinked temporary file
+    (gone when closed, even if the stage dies) read through a memory map opened for at most
+    :data:`GATHER_ROWS` rows and closed again, so the pages read leave the resident set."""
 
-    def __init__(self, thumb: int = THUMB, grid: int = GRID, chroma_weight: float = CHROMA_WEIGHT):
-        self.thumb, self.grid, self.chroma_weight = thumb, grid, chroma_weight
-        self._thumbs: list[np.ndarray] = []
-
-    def add(self, pixels: np.ndarray) -> None:
-        self._thumbs.append(thumbnail(pixels, self.thumb))
+    def __init__(self, n: int, dim: int, in_memory_bytes: int | None = None) -> None:
+        self.shape = (int(n), int(dim))
+        self.row_bytes = 4 * int(dim)
+        self._array: np.ndarray | None = None
+        self._fd: int | None = None
+        limit = EXACT_IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
+        if n * self.row_bytes <= limit:
+            self._array = np.zeros(self.shape, np.float32)
+        else:
+            fd, path = tempfile.mkstemp(prefix="imgpipe-crop-", suffix=".rows")
+            os.unlink(path)
+            os.ftruncate(fd, n * self.row_bytes)
+            self._fd = fd
 
     @property
-    def thumbs(self) -> np.ndarray:
-        if len(self._thumbs) != 1:
-            self._thumbs = [np.concatenate(self._thumbs) if self._thumbs else
-                            np.zeros((0, self.thumb, self.thumb, 3), np.uint8)]
-        return self._thumbs[0]
+    def on_disk(self) -> bool:
+        return self._fd is not None
 
-    def embed(self, table: np.ndarray, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return window_embeddings(table, windows, self.grid, self.chroma_weight)
+    def write(self, start: int, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self._array is not None:
+            self._array[start : start + len(block)] = block
+            return
+        data, offset = memoryview(block).cast("B"), start * self.row_bytes
+        while len(data):
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
+
+    def read(self, rows: np.ndarray, width: int | None = None) -> np.ndarray:
+        """``(len(rows), width)`` float32: the first ``width`` columns (default: all) of the rows at
+        ``rows`` (any order, repeats allowed)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        width = self.shape[1] if width is None else width
+        if self._array is not None:
+            return self._array[rows, :width]
+        out = np.empty((len(rows), width), np.float32)
+        if not len(rows):
+            return out
+        unique, inverse = np.unique(rows, return_inverse=True)
+        got = np.empty((len(unique), width), np.float32)
+        for s in range(0, len(unique), GATHER_ROWS):
+            part = unique[s : s + GATHER_ROWS]
+            lo = int(part[0]) * self.row_bytes
+            page = lo - lo % mmap.ALLOCATIONGRANULARITY
+            length = (int(part[-1]) + 1) * self.row_bytes - page
+            with mmap.mmap(self._fd, length, access=mmap.ACCESS_READ, offset=page) as mapped:
+                table = np.frombuffer(mapped, np.float32, count=(length - (lo - page)) // 4, offset=lo - page)
+                got[s : s + len(part)] = table.reshape(-1, self.shape[1])[part - part[0], :width]
+                del table  # the map closes only when no array points into it
+        out[:] = got[inverse]
+        return out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._array = None
+
+
+class _Index:
+    """The per-image state: LSH tables over the full views, the quantised full views (the
+    candidate filter) and the exact embeddings of the other side of a pair (:class:`ExactRows`)."""
+
+    def __init__(self, n: int, grid: int, verify_grid: int, tables: int):
+        self.dim = 3 * grid * grid
+        self.vdim = 3 * verify_grid * verify_grid if verify_grid else 0
+        self.centre = None  # exact full views in memory, or their int8 codes, scales and error bounds
+        if n * self.dim * 4 <= CENTRE_IN_MEMORY_BYTES:
+            self.centre = np.zeros((n, self.dim), np.float32)
+        else:
+            self.codes = np.zeros((n, self.dim), np.int8)
+            self.scale = np.zeros(n, np.float32)
+            self.bound = np.zeros(n, np.float32)
+        self.usable = np.zeros(n, bool)
+        self.keys = np.zeros((n, tables), np.uint32)
+        self.exact = ExactRows(n, self.dim + self.vdim)
+
+    def finish(self, bits: int) -> None:
+        """Sort the images by key per table, one table at a time (flat images sit in no bucket),
+        and note where each key's bucket starts: a fixed 4 MiB per table at 20 bits, instead of
+        the sorted keys (64 bytes per image) and two binary searches per lookup."""
+        indexed = np.nonzero(self.usable)[0]
+        position = np.int32 if len(self.usable) < 2**31 else np.int64
+        tables = self.keys.shape[1]
+        self.order = np.empty((tables, len(indexed)), position)
+        self.bucket_starts = np.zeros((tables, (1 << bits) + 1), position)
+        for t in range(tables):
+            column = self.keys[indexed, t]
+            self.order[t] = indexed[np.argsort(column, kind="stable")]
+            np.cumsum(np.bincount(column, minlength=1 << bits), out=self.bucket_starts[t, 1:])
+        del self.keys
+
+    def may_reach(self, query: np.ndarray, q: np.ndarray, other: np.ndarray, level: float) -> np.ndarray:
+        """Whether the exact similarity of ``query[q]`` and ``other``'s full view may reach
+        ``level``: the quantised similarity plus its error bound (|query| = 1) and a float32 margin."""
+        approx = np.einsum("nd,nd->n", query[q], self.codes[other].astype(np.float32)) * self.scale[other]
+        return approx + self.bound[other] * np.float32(1.0001) + np.float32(1e-4) >= level
+
+
+def _source(pixels):
+    from imgpipe.validate.chunked import PixelSource, as_source
+
+    source = as_source(pixels)
+    # Both passes over the pixels run in this process: the second reads the exact embeddings back.
+    return PixelSource(source.loader, source.positions, source.shape)
+
+
+def _blocks(source, rows: int, block: int, thumb: int):
+    """``(start, thumbnails)`` in row order, ``block`` images at a time (the last may be smaller),
+    read ``rows`` images at a time: the blocks, hence the bytes, do not depend on the chunk size."""
+    pending, have, start = [], 0, 0
+    for s in range(0, source.n, rows):
+        part = thumbnail(source.read(np.arange(s, min(s + rows, source.n))), thumb)
+        pending.append(part)
+        have += len(part)
+        while have >= block:
+            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            yield start, joined[:block]
+            start += block
+            pending, have = ([joined[block:]] if len(joined) > block else []), len(joined) - block
+    if have:
+        yield start, np.concatenate(pending) if len(pending) > 1 else pending[0]
 
 
 def crop_duplicate_pairs(
-    chunks: Iterable[np.ndarray],
+    pixels,
     threshold: float = 0.96,
     max_crop: float = 0.2,
     step: float = 0.1,
@@ -171,75 +310,146 @@ def crop_duplicate_pairs(
     block: int = 2048,
     max_candidates: int = MAX_CANDIDATES,
     max_matches: int = MAX_MATCHES,
+    chunk: int | None = None,
 ) -> pd.DataFrame:
-    """Pairs ``(a, b, similarity)`` (``a < b``, row positions in chunk order) of copies up to
-    ``max_crop`` cropped per side, rescaled and colour-shifted. ``chunks`` yields uint8 pixel
-    arrays in row order; only thumbnails are kept from them."""
-    index = CropIndex(thumb, grid, chroma_weight)
-    for pixels in chunks:
-        index.add(pixels)
-    thumbs = index.thumbs
-    n = len(thumbs)
+    """Pairs ``(a, b, similarity)`` (``a < b``, row positions) of copies up to ``max_crop``
+    cropped per side, rescaled and colour-shifted. ``pixels``: an ``(N, H, W, C)`` uint8 array or
+    a :class:`imgpipe.validate.chunked.PixelSource`, read twice, ``chunk`` images at a time
+    (default: 12 MiB of pixels); the pairs depend on neither ``chunk`` nor the thread count."""
+    from imgpipe.validate.chunked import rows_per_chunk
+
+    if bits > 24:
+        raise ValueError(f"crop_duplicate_pairs: bits={bits} > 24 (a table notes where each of 2**bits buckets starts)")
+    source = _source(pixels)
+    n = source.n
     if n < 2:
         return _pairs_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    full = np.array([0.0, 1.0, 0.0, 1.0])
-    dim = 3 * grid * grid
-    centre = np.empty((n, dim), np.float32)
-    usable = np.empty(n, bool)
-    for s in range(0, n, block):
-        emb, spread = index.embed(Block(thumbs[s : s + block]), full)
-        centre[s : s + block], usable[s : s + block] = emb, spread >= MIN_SPREAD
-    planes = np.random.default_rng(seed).standard_normal((tables, bits, dim)).astype(np.float32)
-    keys = _keys(centre, planes)
-    indexed = np.nonzero(usable)[0]
-    order = indexed[np.argsort(keys[indexed], axis=0, kind="stable")]
-    sorted_keys = np.ascontiguousarray(np.take_along_axis(keys, order, axis=0).T)
-    order = np.ascontiguousarray(order.T)
-    windows = crop_windows(max_crop, step)
-    found_a, found_b, found_s = [], [], []
-    for s in range(0, n, block):
-        table = Block(thumbs[s : s + block])
-        ok = usable[s : s + block]
-        cq, co, cs, cw = [], [], [], []
-        for w, win in enumerate(windows):
-            query, qspread = index.embed(table, win)
-            q, other = _lookup(_keys(query, planes), sorted_keys, order, ok & (qspread >= MIN_SPREAD))
-            keep = other != q + s
-            q, other = q[keep], other[keep]
-            sim = np.einsum("nd,nd->n", query[q], centre[other])
-            hit = sim >= candidate
-            cq.append(q[hit])
-            co.append(other[hit])
-            cs.append(sim[hit])
-            cw.append(np.full(int(hit.sum()), w))
-        q, other, sim, win_of = (np.concatenate(v) for v in (cq, co, cs, cw))
-        if not len(q):
-            continue
-        q, other, win_of = _best_candidates(q, other, sim, win_of, n, max_candidates)
-        start = windows[win_of]
-        sim = np.concatenate([
-            _verify(index, table[q[r : r + REFINE_BATCH]], centre[other[r : r + REFINE_BATCH]],
-                    thumbs[other[r : r + REFINE_BATCH]], start[r : r + REFINE_BATCH], step / 2, verify_grid)
-            for r in range(0, len(q), REFINE_BATCH)])
-        hit = sim >= threshold
-        found_a.append(q[hit] + s)
-        found_b.append(other[hit])
-        found_s.append(sim[hit])
-    if not sum(len(f) for f in found_a):
+    rows = chunk or rows_per_chunk(source.shape)
+    index = _Index(n, grid, verify_grid, tables)
+    planes = np.random.default_rng(seed).standard_normal((tables, bits, index.dim)).astype(np.float32)
+    try:
+        for s, thumbs in _blocks(source, rows, block, thumb):
+            _index_block(index, s, thumbs, planes, grid, verify_grid, chroma_weight)
+        index.finish(bits)
+        windows = crop_windows(max_crop, step)
+        found = [_query_block(index, s, thumbs, planes, windows, step, candidate, threshold, grid, verify_grid,
+                              chroma_weight, max_candidates)
+                 for s, thumbs in _blocks(source, rows, block, thumb)]
+    finally:
+        index.exact.close()
+    a, b, sims = (np.concatenate([f[k] for f in found]) for k in range(3))
+    if not len(a):
         return _pairs_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    a, b, sims = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s)
     # A copy stands out from the crowd: an image that matches more than ``max_matches`` others is
     # a look-alike layout (a plain sky, a handwritten digit), not a copy; its pairs go.
     matches = np.bincount(a, minlength=n)
     ok = (matches[a] <= max_matches) & (matches[b] <= max_matches)
     a, b, sims = a[ok], b[ok], sims[ok]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = lo * n + hi
-    # A pair may be found from both sides: keep its best similarity.
-    order_ = np.lexsort((-sims, key))
-    key, sims = key[order_], sims[order_]
-    first = np.r_[True, key[1:] != key[:-1]]
-    return _pairs_frame(key[first] // n, key[first] % n, sims[first])
+    key, best = best_per_pair(a, b, sims, n)
+    return _pairs_frame(key // n, key % n, best)
+
+
+def _index_block(index: _Index, s: int, thumbs: np.ndarray, planes: np.ndarray, grid: int, verify_grid: int,
+                 chroma_weight: float) -> None:
+    """One block's full views: exact embeddings out to :class:`ExactRows`, the rest in memory."""
+    e = s + len(thumbs)
+    centre, spread = window_embeddings(Block(thumbs), FULL, grid, chroma_weight)
+    index.usable[s:e] = spread >= MIN_SPREAD
+    index.keys[s:e] = lsh_keys(centre, planes, np.uint32)
+    if index.centre is not None:
+        index.centre[s:e] = centre
+    else:
+        index.codes[s:e], index.scale[s:e], index.bound[s:e] = quantise(centre)
+    exact = [centre]
+    if verify_grid:  # the per-image path (not Block): the same bytes the verification compared before
+        exact.append(window_embeddings(thumbs.astype(np.float32), FULL, verify_grid, chroma_weight)[0])
+    index.exact.write(s, np.concatenate(exact, axis=1))
+
+
+def _query_block(index: _Index, s: int, thumbs: np.ndarray, planes: np.ndarray, windows: np.ndarray, step: float,
+                 candidate: float, threshold: float, grid: int, verify_grid: int, chroma_weight: float,
+                 max_candidates: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One block's pairs ``(a, b, similarity)`` (``a`` in the block): its windows looked up,
+    the best candidates refined and verified."""
+    table = Block(thumbs)
+    ok = index.usable[s : s + len(thumbs)]
+    n = len(index.usable)
+    cq, co, cs, cw = [], [], [], []
+    for w, query, qspread in _all_windows(table, windows, grid, chroma_weight):
+        live = ok & (qspread >= MIN_SPREAD)
+        if not live.any():
+            continue
+        qkeys = lsh_keys(query, planes, np.uint32)
+        for r0, r1 in _query_spans(index.bucket_starts, qkeys, live):
+            q, other = bucket_candidates(qkeys[r0:r1], None, index.order, live[r0:r1], s + r0, n,
+                                         index.bucket_starts)
+            q += r0
+            for c in range(0, len(q), SIMILARITY_BATCH):
+                hq, ho, hs = _coarse_hits(index, query, q[c : c + SIMILARITY_BATCH], other[c : c + SIMILARITY_BATCH],
+                                          candidate)
+                cq.append(hq)
+                co.append(ho)
+                cs.append(hs)
+                cw.append(np.full(len(hq), w))
+    if not cq or not sum(len(v) for v in cq):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    q, other, sim, win_of = (np.concatenate(v) for v in (cq, co, cs, cw))
+    q, other, win_of = _best_candidates(q, other, sim, win_of, n, max_candidates)
+    start = windows[win_of]
+    sims = []
+    for r in range(0, len(q), REFINE_BATCH):
+        exact = index.exact.read(other[r : r + REFINE_BATCH])
+        sims.append(_verify(table[q[r : r + REFINE_BATCH]], exact[:, : index.dim], exact[:, index.dim :],
+                            start[r : r + REFINE_BATCH], step / 2, grid, verify_grid, chroma_weight))
+    sim = np.concatenate(sims)
+    hit = sim >= threshold
+    return q[hit] + s, other[hit], sim[hit]
+
+
+def _query_spans(bucket_starts: np.ndarray, qkeys: np.ndarray, live: np.ndarray) -> list[tuple[int, int]]:
+    """Query rows in consecutive spans of at most :data:`LOOKUP_CANDIDATES` bucket entries (one
+    row may exceed it alone): the look-up's arrays stay bounded however full the buckets get."""
+    rows = np.arange(len(qkeys))
+    count = sum(bucket_starts[t][qkeys[:, t] + 1] - bucket_starts[t][qkeys[:, t]] for t in range(qkeys.shape[1]))
+    total = np.cumsum(np.where(live, count, 0), dtype=np.int64)
+    spans, r0 = [], 0
+    while r0 < len(qkeys):
+        base = total[r0 - 1] if r0 else 0
+        r1 = max(r0 + 1, int(np.searchsorted(total, base + LOOKUP_CANDIDATES, "right")))
+        spans.append((r0, min(r1, len(rows))))
+        r0 = r1
+    return spans
+
+
+def _coarse_hits(index: _Index, query: np.ndarray, q: np.ndarray, other: np.ndarray,
+                 candidate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates whose coarse similarity reaches ``candidate``, with it."""
+    if index.centre is not None:
+        sim = np.einsum("nd,nd->n", query[q], index.centre[other])
+    else:  # the int8 filter: exact rows read only for the candidates that may reach ``candidate``
+        maybe = index.may_reach(query, q, other, candidate)
+        q, other = q[maybe], other[maybe]
+        sim = np.einsum("nd,nd->n", query[q], index.exact.read(other, index.dim))
+    hit = sim >= candidate
+    return q[hit], other[hit], sim[hit]
+
+
+def _all_windows(table: Block, windows: np.ndarray, grid: int, chroma_weight: float):
+    """``(w, embeddings, spreads)`` of every window over every image of ``table``, as
+    :func:`window_embeddings` gives them one window at a time (the same matrix products, so the
+    same bytes), but the row product is shared by the windows with the same top and bottom edge:
+    9 instead of 81 passes over the block."""
+    n, h, w, c = table.shape
+    by_edges: dict[tuple[float, float], list[int]] = {}
+    for k, (y0, y1, _, _) in enumerate(windows):
+        by_edges.setdefault((float(y0), float(y1)), []).append(k)
+    for (y0, y1), members in by_edges.items():
+        rows = _area_weights(np.array([y0 * h]), np.array([y1 * h]), grid, h)[0]
+        part = (rows @ table.by_row).reshape(grid * n * c, w)
+        for k in members:
+            cols = _area_weights(windows[k, 2:3] * w, windows[k, 3:4] * w, grid, w)[0]
+            cells = (part @ cols.T).reshape(grid, n, c, grid).transpose(1, 0, 3, 2)
+            yield (k, *_normalised(cells.reshape(n, grid * grid, 3), chroma_weight))
 
 
 def _best_candidates(q, other, sim, win_of, n, k):
@@ -259,79 +469,57 @@ def _best_candidates(q, other, sim, win_of, n, k):
     return q[order], other[order], win_of[order]
 
 
-def _lookup(qkeys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray,
-            ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (query row, indexed image) candidates that share a bucket in any table."""
-    found = []
-    n = int(order.max()) + 1 if order.size else 1
-    for t in range(sorted_keys.shape[0]):
-        lo = np.searchsorted(sorted_keys[t], qkeys[:, t], "left")
-        hi = np.searchsorted(sorted_keys[t], qkeys[:, t], "right")
-        count = np.where(ok, hi - lo, 0)
-        total = int(count.sum())
-        if not total:
-            continue
-        q = np.repeat(np.arange(len(qkeys)), count)
-        pos = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
-        found.append(q.astype(np.int64) * n + order[t][pos])
-    if not found:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cand = np.unique(np.concatenate(found))
-    return cand // n, cand % n
-
-
-def _refine(index: CropIndex, tables: np.ndarray, target: np.ndarray, windows: np.ndarray,
-            delta: float) -> tuple[np.ndarray, np.ndarray]:
+def _refine(images: np.ndarray, target: np.ndarray, windows: np.ndarray, delta: float, grid: int,
+            chroma_weight: float) -> tuple[np.ndarray, np.ndarray]:
     """Coordinate search of the four window edges (steps ``delta``, halved each round) for the
-    best similarity of each query window to its ``target`` embedding."""
+    best similarity of each query window to its ``target`` embedding. A move that is clipped to
+    nothing or leaves a side under 40% cannot win, so only the others are embedded."""
     windows = windows.copy()
-    emb, _ = index.embed(tables, windows)
+    emb, _ = window_embeddings(images, windows, grid, chroma_weight)
     best = np.einsum("nd,nd->n", emb, target)
     moves = [(e, sgn) for e in range(4) for sgn in (-1.0, 1.0)]
     for _ in range(REFINE_ROUNDS):
         for _pass in range(2):
             for e, sgn in moves:
+                edge = np.clip(windows[:, e] + sgn * delta, 0.0, 1.0)
                 trial = windows.copy()
-                trial[:, e] = np.clip(trial[:, e] + sgn * delta, 0.0, 1.0)
+                trial[:, e] = edge
                 valid = (trial[:, 1] - trial[:, 0] >= 0.4) & (trial[:, 3] - trial[:, 2] >= 0.4)
-                emb, _ = index.embed(tables, trial)
-                sim = np.einsum("nd,nd->n", emb, target)
-                better = valid & (sim > best)
-                windows[better] = trial[better]
-                best = np.where(better, sim, best)
+                rows = np.nonzero(valid & (edge != windows[:, e]))[0]
+                if not len(rows):
+                    continue
+                emb, _ = window_embeddings(images[rows], trial[rows], grid, chroma_weight)
+                sim = np.einsum("nd,nd->n", emb, target[rows])
+                better = sim > best[rows]
+                won = rows[better]
+                windows[won] = trial[won]
+                best[won] = sim[better]
         delta /= 2
     return best, windows
 
 
-def _verify(index, tables, target, other_thumbs, start, delta, verify_grid):
-    sim, windows = _refine(index, tables, target, start, delta)
+def _verify(images, target, ref, start, delta, grid, verify_grid, chroma_weight):
+    sim, windows = _refine(images, target, start, delta, grid, chroma_weight)
     if not verify_grid:
         return sim
-    fine, _ = window_embeddings(tables, windows, verify_grid, index.chroma_weight)
-    ref, _ = window_embeddings(other_thumbs.astype(np.float32), np.array([0.0, 1.0, 0.0, 1.0]), verify_grid,
-                               index.chroma_weight)
+    fine, _ = window_embeddings(images, windows, verify_grid, chroma_weight)
     return np.einsum("nd,nd->n", fine, ref)
 
 
 def pairs_from(pixels: np.ndarray, chunk: int = 4096, **kw) -> pd.DataFrame:
-    """Convenience: the pass over an in-memory array, fed in chunks."""
-    return crop_duplicate_pairs((pixels[s : s + chunk] for s in range(0, len(pixels), chunk)), **kw)
+    """Convenience: the pass over an in-memory array, read in chunks."""
+    return crop_duplicate_pairs(pixels, chunk=chunk, **kw)
 
 
 def _pairs_frame(a: np.ndarray, b: np.ndarray, sim: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"a": a.astype(np.int64), "b": b.astype(np.int64), "similarity": np.round(sim, 6)})
 
 
-
-
 def add_crop_pairs(ctx, positions: np.ndarray, nd, seed: int, a: np.ndarray, b: np.ndarray,
                    sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The duplicates check's hook: this pass over the rows at ``positions`` (sorted), streamed
-    from ``ctx.pixel_chunks()``, joined to the first pass's pairs ``(a, b, sims)`` (row positions)."""
-    keep = np.zeros(len(ctx.rows), bool)
-    keep[positions] = True
-    chunks = (pixels[keep[rows]] for rows, pixels in ctx.pixel_chunks())
-    pairs = crop_duplicate_pairs(chunks, nd.crop_threshold, effective_max_crop(nd), seed=seed)
+    """The duplicates check's hook: this pass over the rows at ``positions`` (sorted), read from
+    ``ctx.pixel_source`` chunk by chunk, joined to the first pass's pairs ``(a, b, sims)`` (row positions)."""
+    pairs = crop_duplicate_pairs(ctx.pixel_source(positions), nd.crop_threshold, effective_max_crop(nd), seed=seed)
     return (np.concatenate([a, positions[pairs["a"].to_numpy()]]),
             np.concatenate([b, positions[pairs["b"].to_numpy()]]),
             np.concatenate([sims, pairs["similarity"].to_numpy(dtype=np.float64)]))

@@ -1,19 +1,24 @@
 """The second near-duplicate pass: copies cropped up to 20% per side, rescaled and colour-shifted
 are found on generated textured images, unrelated images are not paired, the first pass's shift
 and JPEG copies still come out of the check, and the pairs are the same bytes for any thread count
-or chunking."""
+or chunking, and the same as when the pass held every thumbnail (golden pairs), in a few hundred
+bytes per image."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from crop_golden import GOLDEN, golden_images
+from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from imgpipe.params.validate import ValidateParams
+from imgpipe.validate import crop_duplicates
 from imgpipe.validate.checks.base import CheckContext
 from imgpipe.validate.checks.duplicates import DuplicatesCheck
 from imgpipe.validate.crop_duplicates import crop_duplicate_pairs, pairs_from, thumbnail
+from imgpipe.validate.duplicates import lsh_keys
 
 from planted import cropped, enhanced, hue_turned, reencoded, resized, shifted, textured_images
 
@@ -59,8 +64,10 @@ def test_same_pairs_for_any_thread_count_and_chunking(planted):
     with threadpool_limits(1):
         one = pairs_from(images, chunk=7)
     with threadpool_limits(2):
-        two = crop_duplicate_pairs(iter([images]), block=16)
+        two = crop_duplicate_pairs(images, block=16)
     pd.testing.assert_frame_equal(one, two)
+    larger = np.stack([np.asarray(Image.fromarray(im).resize((48, 48), Image.BILINEAR)) for im in images])
+    pd.testing.assert_frame_equal(pairs_from(larger, chunk=5), crop_duplicate_pairs(larger, chunk=1000, block=40))
 
 
 def test_thumbnail_is_an_exact_area_average():
@@ -109,3 +116,75 @@ def test_max_crop_auto_runs_the_pass_for_photos_and_not_for_handwriting():
     assert resolve_max_crop(cfg, "/data/cifar10-train.tar.gz").near_duplicates.max_crop == AUTO_MAX_CROP
     mine = cfg.model_copy(update={"near_duplicates": cfg.near_duplicates.model_copy(update={"max_crop": 0.1})})
     assert resolve_max_crop(mine, "digits").near_duplicates.max_crop == 0.1  # a set value wins
+
+
+def _frame(rows) -> pd.DataFrame:
+    return pd.DataFrame({"a": np.array([r[0] for r in rows], np.int64), "b": np.array([r[1] for r in rows], np.int64),
+                         "similarity": np.array([r[2] for r in rows], np.float32)})
+
+
+@pytest.mark.parametrize("chunk, on_disk", [(4096, False), (13, True)])
+def test_same_pairs_as_when_every_thumbnail_was_kept(monkeypatch, chunk, on_disk):
+    """Golden pairs recorded from the version that held every thumbnail, for any chunk size, with
+    the exact embeddings in memory or in the temporary file (read a few rows per map), and the
+    look-ups and similarities done in small pieces."""
+    if on_disk:  # the int8 filter and the temporary file
+        monkeypatch.setattr(crop_duplicates, "CENTRE_IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(crop_duplicates, "EXACT_IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(crop_duplicates, "GATHER_ROWS", 5)
+        monkeypatch.setattr(crop_duplicates, "LOOKUP_CANDIDATES", 400)  # look-ups and similarities in pieces
+        monkeypatch.setattr(crop_duplicates, "SIMILARITY_BATCH", 50)
+    got = crop_duplicate_pairs(golden_images(), chunk=chunk, block=64)
+    pd.testing.assert_frame_equal(got, _frame(GOLDEN))
+
+
+def test_per_image_state_is_a_few_hundred_bytes(monkeypatch):
+    """What grows with the number of images past the in-memory caps (the bucket starts are a fixed size)."""
+    monkeypatch.setattr(crop_duplicates, "EXACT_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(crop_duplicates, "CENTRE_IN_MEMORY_BYTES", 0)
+
+    def resident(n: int) -> int:
+        index = crop_duplicates._Index(n, crop_duplicates.GRID, crop_duplicates.VERIFY_GRID, crop_duplicates.TABLES)
+        index.usable[:] = True
+        index.finish(crop_duplicates.BITS)
+        assert index.exact.on_disk
+        index.exact.close()
+        return sum(v.nbytes for v in vars(index).values() if isinstance(v, np.ndarray))
+
+    assert (resident(6000) - resident(2000)) / 4000 <= 300  # against 3,072 for a 32x32x3 thumbnail
+
+
+def test_the_int8_filter_bounds_the_exact_similarity():
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((500, 192)).astype(np.float32)
+    emb[:250] *= np.linspace(0.01, 3, 192, dtype=np.float32)  # uneven components: a large scale
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    codes, scale, bound = crop_duplicates.quantise(emb)
+    error = np.linalg.norm(emb.astype(np.float64) - codes * scale[:, None].astype(np.float64), axis=1)
+    assert (error <= bound).all() and bound.max() < 0.05
+
+
+def test_exact_rows_read_back_the_same_bytes_from_the_file(monkeypatch):
+    monkeypatch.setattr(crop_duplicates, "GATHER_ROWS", 7)
+    rng = np.random.default_rng(1)
+    table = rng.standard_normal((300, 11)).astype(np.float32)
+    disk, memory = crop_duplicates.ExactRows(300, 11, in_memory_bytes=0), crop_duplicates.ExactRows(300, 11)
+    for s in range(0, 300, 64):
+        disk.write(s, table[s : s + 64])
+        memory.write(s, table[s : s + 64])
+    rows = rng.integers(0, 300, 200)
+    assert disk.on_disk and not memory.on_disk
+    assert disk.read(rows).tobytes() == memory.read(rows).tobytes() == table[rows].tobytes()
+    assert disk.read(np.zeros(0, np.int64)).shape == (0, 11)
+    disk.close()
+
+
+def test_packed_lsh_keys_equal_the_sum_of_bit_weights():
+    rng = np.random.default_rng(2)
+    emb = rng.standard_normal((64, 48)).astype(np.float32)
+    for bits, dtype in ((20, np.uint32), (24, np.uint64), (8, np.uint64)):
+        planes = rng.standard_normal((5, bits, 48)).astype(np.float32)
+        signs = (emb @ planes.reshape(5 * bits, 48).T > 0).reshape(64, 5, bits).astype(np.uint64)
+        want = (signs * (np.uint64(1) << np.arange(bits, dtype=np.uint64))).sum(axis=2, dtype=np.uint64)
+        got = lsh_keys(emb, planes, dtype)
+        assert got.dtype == dtype and (got.astype(np.uint64) == want).all()
