@@ -96,3 +96,12 @@ def test_checks_on_a_two_worker_dask_cluster_give_the_same_outputs(tmp_path, mon
     # The sheets read their images on demand, by item.
     item = here.review["item_id"].iloc[0]
     assert np.array_equal(here.pixels[here.pixel_index[item]], there.pixels[there.pixel_index[item]])
+
+
+def test_drawn_patches_are_the_patches_cut_out_all_at_once():
+    images = np.random.default_rng(5).integers(0, 256, (6, 11, 9, 3), dtype=np.uint8)
+    every = label_issues._patches(images, 4, 1)  # (n, 8, 6, 48)
+    rng = np.random.default_rng(6)
+    image, y, x = rng.integers(0, 6, 40), rng.integers(0, 8, 40), rng.integers(0, 6, 40)
+    drawn = label_issues.drawn_patches(images, 4, image, y, x)
+    assert drawn.dtype == np.uint8 and drawn.tobytes() == every[image, y, x].tobytes()
