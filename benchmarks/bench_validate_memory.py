@@ -222,6 +222,8 @@ def measure(cmd: list[str], cwd: Path, env: dict, log: Path, every: float = 0.5)
     pages read are file-backed: the kernel can drop them, unlike anonymous memory)."""
     import threading
 
+    trace = log.with_suffix(".rss")  # seconds, RSS MiB, VmHWM MiB per sample
+    trace.unlink(missing_ok=True)
     samples: dict = {"hwm": 0, "tree": 0, "anon": 0, "file": 0, "loads": [], "timeline": []}
     with log.open("w") as fh:
         t0 = time.perf_counter()
@@ -240,6 +242,8 @@ def measure(cmd: list[str], cwd: Path, env: dict, log: Path, every: float = 0.5)
                 samples["tree"] = max(samples["tree"], tree)
                 samples["loads"].append(os.getloadavg()[0])
                 samples["timeline"].append((round(time.perf_counter() - t0), round(st.get("VmRSS", 0) / 1024)))
+                with trace.open("a") as out:  # as it goes: a run stopped early still shows its phases
+                    out.write(f"{samples['timeline'][-1][0]} {samples['timeline'][-1][1]} {st.get('VmHWM', 0) // 1024}\n")
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -259,6 +263,21 @@ def measure(cmd: list[str], cwd: Path, env: dict, log: Path, every: float = 0.5)
             "rss_timeline_s_mib": timeline[::stride]}
 
 
+def set_nested(root: Path, updates: dict) -> None:
+    """``{"validate.near_duplicates.max_crop": 0}`` into ``root/params.yaml``, one level per dot."""
+    import yaml
+
+    path = root / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    for dotted, value in updates.items():
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def run_one(workdir: Path, code: Path, n: int, size: int, seed: int, extra: dict) -> dict:
     root = generate_case(workdir, n, size, seed)
     gen = json.loads((root / "generated.json").read_text())
@@ -270,8 +289,8 @@ def run_one(workdir: Path, code: Path, n: int, size: int, seed: int, extra: dict
     shutil.copy2(PROJECT / "params.yaml", root / "params.yaml")
     # The images are photographs (CIFAR-10 blends): ``download.source`` says so, so that
     # ``near_duplicates.max_crop: auto`` resolves as for photographs (the crop pass on).
-    set_params(root, {"preprocess.size": [size, size], "download.source": "cifar10",
-                      **json.loads(json.dumps(extra))})
+    set_params(root, {"preprocess.size": [size, size], "download.source": "cifar10"})
+    set_nested(root, extra)
     env = bench_env(PYTHONPATH=str(root))
     load_before = os.getloadavg()[0]
     m = measure([sys.executable, "-m", "stages.validate"], root, env, root / "validate.log")
