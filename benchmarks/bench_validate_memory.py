@@ -3,10 +3,11 @@
 What it runs: ``python -m stages.validate`` in a copy of the project whose ``data/preprocessed``
 and ``data/labels`` were generated directly, in the exact contract of ``docs/DATA_CONTRACTS.md``,
 with the project's own writers (``ShardWriter`` / ``EncodedShardWriter``, ``ManifestBuilder``,
-``features.compute``, ``encode_stored``, ``write_parquet``, ``write_json``). The stage is a child
-process; its peak is ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` taken after it exits (one
-child per measurement: the figure is that child's, not a maximum over earlier ones, because each
-case runs in its own ``bench_validate_memory.py --one`` process).
+``features.compute``, ``encode_stored``, ``write_parquet``, ``write_json``), in a process of its
+own. The stage is a child of a small process; its peak is ``ru_maxrss`` from ``os.wait4`` on that
+child (see :func:`measure` for why not ``RUSAGE_CHILDREN`` of a process that generated the data),
+with its CPU seconds, the load average it ran under, and ``/proc`` samples (the stage's own
+``VmHWM``, its process tree, a timeline of its RSS) to check the figure and see the phases.
 
 How the images are made (seeded, ``--seed``): the 50,000 real CIFAR-10 training photographs
 (``../shared/data/cifar10-train.tar.gz``; seeded smooth random images when it is absent) are the
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -172,36 +172,135 @@ def generate(root: Path, n: int, size: int, seed: int) -> dict:
             "data_mb": round(sum(f.stat().st_size for f in pre.rglob("*") if f.is_file()) / 2**20, 1)}
 
 
-def run_one(workdir: Path, code: Path, n: int, size: int, seed: int, extra: dict) -> dict:
+def generate_case(workdir: Path, n: int, size: int, seed: int) -> Path:
+    """The case's project copy and data, generated once (``generated.json`` marks it done), in a
+    child process: generating 224-pixel blocks peaks at several GB, and a process that has been
+    that large must not be the one that starts the measured stage (see :func:`measure`)."""
     root = workdir / f"n{n}-px{size}"
-    marker = root / "generated.json"
-    if not marker.exists():
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        copy_project(root)
-        set_params(root, {"preprocess.size": [size, size]})
-        marker.write_text(json.dumps(generate(root, n, size, seed)))
-    gen = json.loads(marker.read_text())
-    # The stage code under test: the given project's stages/ and imgpipe/ (params.yaml stays ours,
-    # so a code with fewer keys reads only its own).
+    if not (root / "generated.json").exists():
+        subprocess.run([sys.executable, __file__, "--generate", f"{n}x{size}", "--workdir", str(workdir),
+                        "--seed", str(seed)], check=True)
+    return root
+
+
+def _status(pid: int) -> dict[str, int]:
+    """VmHWM, VmRSS, RssAnon, RssFile (kB) of a live process; {} once it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    keys = ("VmHWM", "VmRSS", "RssAnon", "RssFile")
+    return {k: int(line.split()[1]) for line in lines for k in keys if line.startswith(k + ":")}
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(c) for t in os.listdir(f"/proc/{p}/task")
+                    for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def measure(cmd: list[str], cwd: Path, env: dict, log: Path, every: float = 0.5) -> dict:
+    """Run ``cmd`` and return its own peak RSS, CPU seconds, wall time and the load it ran under.
+
+    The peak is ``ru_maxrss`` from ``os.wait4`` on that one child (its own high-water mark and that
+    of any descendant it reaped), not ``getrusage(RUSAGE_CHILDREN)``, and the process calling this
+    stays small. Both matter: Python starts children with ``vfork``, and Linux records the
+    high-water RSS of the address space a process had before ``exec`` into the new program's
+    ``ru_maxrss``; with ``vfork`` that address space is the parent's. A parent that had generated
+    20,000 224-pixel images (5.9 GB of float blocks) so lent its own peak to the stage it started:
+    the 5,870 MiB reading. A sampler thread also reads ``/proc`` every ``every`` seconds: the
+    stage's own ``VmHWM`` (kernel high-water mark of its address space since ``exec``), the RSS of
+    its process tree, and the anonymous vs file-backed split at the peak (a memory-mapped shard's
+    pages read are file-backed: the kernel can drop them, unlike anonymous memory)."""
+    import threading
+
+    trace = log.with_suffix(".rss")  # seconds, RSS MiB, VmHWM MiB per sample
+    trace.unlink(missing_ok=True)
+    samples: dict = {"hwm": 0, "tree": 0, "anon": 0, "file": 0, "loads": [], "timeline": []}
+    with log.open("w") as fh:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(every):
+                st = _status(proc.pid)
+                if not st:
+                    continue
+                tree = st.get("VmRSS", 0) + sum(_status(p).get("VmRSS", 0) for p in _descendants(proc.pid))
+                samples["hwm"] = max(samples["hwm"], st.get("VmHWM", 0))
+                if st.get("VmRSS", 0) > samples["anon"] + samples["file"]:
+                    samples["anon"], samples["file"] = st.get("RssAnon", 0), st.get("RssFile", 0)
+                samples["tree"] = max(samples["tree"], tree)
+                samples["loads"].append(os.getloadavg()[0])
+                samples["timeline"].append((round(time.perf_counter() - t0), round(st.get("VmRSS", 0) / 1024)))
+                with trace.open("a") as out:  # as it goes: a run stopped early still shows its phases
+                    out.write(f"{samples['timeline'][-1][0]} {samples['timeline'][-1][1]} {st.get('VmHWM', 0) // 1024}\n")
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        sampler.join()
+    timeline = samples["timeline"]
+    stride = max(1, len(timeline) // 40)  # about 40 points of (seconds, MiB) to see the phases
+    loads = samples["loads"] or [os.getloadavg()[0]]
+    return {"rc": proc.returncode, "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "sampled_vmhwm_mib": round(samples["hwm"] / 1024, 1), "sampled_tree_rss_mib": round(samples["tree"] / 1024, 1),
+            "at_peak_anon_mib": round(samples["anon"] / 1024, 1), "at_peak_file_mib": round(samples["file"] / 1024, 1),
+            "load_mean": round(sum(loads) / len(loads), 2), "load_max": round(max(loads), 2),
+            "rss_timeline_s_mib": timeline[::stride]}
+
+
+def set_nested(root: Path, updates: dict) -> None:
+    """``{"validate.near_duplicates.max_crop": 0}`` into ``root/params.yaml``, one level per dot."""
+    import yaml
+
+    path = root / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    for dotted, value in updates.items():
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def run_one(workdir: Path, code: Path, n: int, size: int, seed: int, extra: dict) -> dict:
+    root = generate_case(workdir, n, size, seed)
+    gen = json.loads((root / "generated.json").read_text())
+    # The stage code under test: the given project's stages/ and imgpipe/; params.yaml is this
+    # project's (a code with fewer keys reads only its own), with the case's size and ``--set``.
     for name in ("stages", "imgpipe", "expectations"):
         shutil.rmtree(root / name, ignore_errors=True)
         shutil.copytree(code / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    params = json.loads(json.dumps(extra))
-    if params:
-        set_params(root, params)
+    shutil.copy2(PROJECT / "params.yaml", root / "params.yaml")
+    # The images are photographs (CIFAR-10 blends): ``download.source`` says so, so that
+    # ``near_duplicates.max_crop: auto`` resolves as for photographs (the crop pass on).
+    set_params(root, {"preprocess.size": [size, size], "download.source": "cifar10"})
+    set_nested(root, extra)
     env = bench_env(PYTHONPATH=str(root))
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "stages.validate"], cwd=root, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    quality = json.loads((root / "metrics/data_quality.json").read_text()) if proc.returncode == 0 else {}
-    return {"images": n, "px": size, "code": str(code), "rc": proc.returncode, "wall_s": round(wall, 1),
-            "peak_rss_mib": round(peak_kb / 1024, 1), "peak_rss_bytes_per_image": round(peak_kb * 1024 / n, 1),
-            "load_before": os.getloadavg()[0], **gen,
+    load_before = os.getloadavg()[0]
+    m = measure([sys.executable, "-m", "stages.validate"], root, env, root / "validate.log")
+    quality = json.loads((root / "metrics/data_quality.json").read_text()) if m["rc"] == 0 else {}
+    return {"images": n, "px": size, "code": str(code), "set": extra, **m,
+            "peak_rss_bytes_per_image": round(m["peak_rss_mib"] * 2**20 / n, 1),
+            "load_before": round(load_before, 2), **gen,
             "near_duplicate_groups": quality.get("near_duplicate_groups"), "label_issues": quality.get("label_issues"),
             "exact_duplicate_groups": quality.get("exact_duplicate_groups"),
-            "tail": proc.stderr[-1500:] if proc.returncode else ""}
+            "tail": (root / "validate.log").read_text()[-1500:] if m["rc"] else ""}
 
 
 def main() -> None:
@@ -213,12 +312,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], help="extra params, section.key=yaml")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--generate", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help="append one JSON line per case here")
     args = ap.parse_args()
     import yaml
 
     extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    if args.one:  # one case, in its own process, so RUSAGE_CHILDREN is this case's child only
+    if args.generate:  # a case's data, in a process of its own (it grows large at 224 px)
+        n, size = (int(x) for x in args.generate.split("x"))
+        root = args.workdir / f"n{n}-px{size}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        copy_project(root)
+        set_params(root, {"preprocess.size": [size, size]})
+        (root / "generated.json").write_text(json.dumps(generate(root, n, size, args.seed)))
+        return
+    if args.one:  # one case, in a small process of its own that starts the measured stage
         n, size = (int(x) for x in args.one.split("x"))
         print(json.dumps(run_one(args.workdir, args.code.resolve(), n, size, args.seed, extra)), flush=True)
         return

@@ -116,3 +116,12 @@ def test_checks_on_a_two_worker_dask_cluster_give_the_same_outputs(tmp_path, mon
     assert (here.counters, here.detail, here.ran) == (there.counters, there.detail, there.ran)
     pd.testing.assert_frame_equal(here.findings, there.findings)
     assert np.array_equal(here.final, there.final) and np.array_equal(here.groups, there.groups)
+
+
+def test_drawn_patches_are_the_patches_cut_out_all_at_once():
+    images = np.random.default_rng(5).integers(0, 256, (6, 11, 9, 3), dtype=np.uint8)
+    every = label_issues._patches(images, 4, 1)  # (n, 8, 6, 48)
+    rng = np.random.default_rng(6)
+    image, y, x = rng.integers(0, 6, 40), rng.integers(0, 8, 40), rng.integers(0, 6, 40)
+    drawn = label_issues.drawn_patches(images, 4, image, y, x)
+    assert drawn.dtype == np.uint8 and drawn.tobytes() == every[image, y, x].tobytes()
