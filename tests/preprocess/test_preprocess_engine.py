@@ -9,6 +9,7 @@ import time
 
 import pytest
 from ppkit import cfg, encode, rgb, write_raw
+from processes import assert_no_new_children, child_processes
 
 from imgpipe import engine
 from imgpipe.engine import EngineSpec, ordered_map
@@ -57,25 +58,6 @@ def interrupted_after(n: int):
 
 def add_margin(x: int, kwargs: dict) -> int:
     return x + kwargs["margin"]
-
-
-def child_processes() -> set[int]:
-    import psutil
-
-    def ours(p) -> bool:  # multiprocessing's resource tracker lives as long as this process
-        try:
-            return "resource_tracker" not in " ".join(p.cmdline())
-        except psutil.NoSuchProcess:
-            return False
-
-    return {p.pid for p in psutil.Process().children(recursive=True) if ours(p)}
-
-
-def assert_no_new_children(before: set[int]) -> None:
-    deadline = time.monotonic() + 10
-    while (left := child_processes() - before) and time.monotonic() < deadline:
-        time.sleep(0.1)  # a process just killed is reaped within moments
-    assert not left, f"processes left behind: {sorted(left)}"
 
 
 class Counted:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from processes import assert_no_new_children, child_processes
 
 from imgpipe.params.validate import ValidateParams
 from imgpipe.validate import chunked, duplicates, label_issues
@@ -58,27 +59,6 @@ def test_row_store_on_disk_reads_back_what_was_written():
         for index in ([0, 1, 36], [3, 17, 18, 30], [20, 2, 9, 2]):  # sorted, spans, repeats out of order
             assert np.array_equal(store[np.array(index)], data[index])
         assert np.array_equal(store[5:23], data[5:23])
-
-
-def child_processes() -> set[int]:
-    import psutil
-
-    def ours(p) -> bool:  # multiprocessing's resource tracker lives as long as this process
-        try:
-            return "resource_tracker" not in " ".join(p.cmdline())
-        except psutil.NoSuchProcess:
-            return False
-
-    return {p.pid for p in psutil.Process().children(recursive=True) if ours(p)}
-
-
-def assert_no_new_children(before: set[int]) -> None:
-    import time
-
-    deadline = time.monotonic() + 10
-    while (left := child_processes() - before) and time.monotonic() < deadline:
-        time.sleep(0.1)  # a process just stopped is reaped within moments
-    assert not left, f"processes left behind: {sorted(left)}"
 
 
 def test_checks_on_a_two_worker_dask_cluster_give_the_same_outputs(tmp_path, monkeypatch):
