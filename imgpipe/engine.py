@@ -383,10 +383,17 @@ def dask_client(spec: EngineSpec):
     try:
         # No dashboard; the scheduler's small HTTP server on a free loopback port, not on 8787
         # (taken by the first of several clusters on a machine: the others warned and moved).
-        with LocalCluster(n_workers=spec.dask_workers, threads_per_worker=1, processes=True,
-                          dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}) as cluster, \
-                Client(cluster) as client:
-            yield client
+        worker_pids: list[int] = []
+        try:
+            with LocalCluster(n_workers=spec.dask_workers, threads_per_worker=1, processes=True,
+                              dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}) as cluster:
+                try:
+                    with Client(cluster) as client:
+                        yield client
+                finally:
+                    worker_pids = [nanny.pid for nanny in cluster.workers.values() if getattr(nanny, "pid", None)]
+        finally:
+            _reap(worker_pids)
     finally:
         quiet.setLevel(level)
         for name, value in saved.items():
@@ -394,3 +401,36 @@ def dask_client(spec: EngineSpec):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _reap(pids: list[int], grace_s: float = 10.0) -> None:
+    """Make sure a closed LocalCluster's worker processes are dead. A worker stuck in a task is
+    killed by its nanny only after the nanny's own timeout, and on a busy machine the process
+    outlived the cluster's close (seen in CI): wait for it, then kill it here. Reaping stays with
+    distributed (its process watcher joins each worker), so no pid is waited on twice."""
+    import time
+
+    import psutil  # a dependency of distributed
+
+    def running() -> list:
+        alive = []
+        for pid in pids:
+            try:
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+        return alive
+
+    for attempt in range(2):
+        deadline = time.monotonic() + grace_s
+        while (alive := running()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not alive or attempt:
+            return
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                continue

@@ -9,8 +9,8 @@ def child_processes() -> set[int]:
     import psutil
 
     def ours(p) -> bool:  # multiprocessing's resource tracker lives as long as this process
-        try:
-            return "resource_tracker" not in " ".join(p.cmdline())
+        try:  # a zombie is dead, only not yet reaped by the thread that watches it
+            return p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())
         except psutil.NoSuchProcess:
             return False
 
