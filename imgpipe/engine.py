@@ -383,17 +383,16 @@ def dask_client(spec: EngineSpec):
     try:
         # No dashboard; the scheduler's small HTTP server on a free loopback port, not on 8787
         # (taken by the first of several clusters on a machine: the others warned and moved).
-        worker_pids: list[int] = []
+        # Every worker process the cluster spawns, restarts included (a nanny may restart a worker
+        # it is stopping for a stuck task): the spawned children of this process born meanwhile.
+        before = _spawned_children()
         try:
             with LocalCluster(n_workers=spec.dask_workers, threads_per_worker=1, processes=True,
-                              dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}) as cluster:
-                try:
-                    with Client(cluster) as client:
-                        yield client
-                finally:
-                    worker_pids = [nanny.pid for nanny in cluster.workers.values() if getattr(nanny, "pid", None)]
+                              dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}) as cluster, \
+                    Client(cluster) as client:
+                yield client
         finally:
-            _reap(worker_pids)
+            _reap(sorted(_spawned_children() - before))
     finally:
         quiet.setLevel(level)
         for name, value in saved.items():
@@ -401,6 +400,20 @@ def dask_client(spec: EngineSpec):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _spawned_children() -> set[int]:
+    """Live processes this one started with multiprocessing's spawn (Dask's nannies start workers so)."""
+    import psutil  # a dependency of distributed
+
+    pids = set()
+    for proc in psutil.Process().children():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(proc.cmdline()):
+                pids.add(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return pids
 
 
 def _reap(pids: list[int], grace_s: float = 10.0) -> None:

@@ -21,4 +21,17 @@ def assert_no_new_children(before: set[int]) -> None:
     deadline = time.monotonic() + 10
     while (left := child_processes() - before) and time.monotonic() < deadline:
         time.sleep(0.1)  # a process just stopped is reaped within moments
-    assert not left, f"processes left behind: {sorted(left)}"
+    assert not left, f"processes left behind: {_described(left)}"
+
+
+def _described(pids: set[int]) -> list[str]:
+    import psutil
+
+    out = []
+    for pid in sorted(pids):
+        try:
+            proc = psutil.Process(pid)
+            out.append(f"{pid} ({proc.status()}): {' '.join(proc.cmdline())[:160]}")
+        except psutil.NoSuchProcess:
+            out.append(f"{pid} (gone)")
+    return out
