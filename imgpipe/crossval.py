@@ -101,20 +101,14 @@ def load_training_rows(augmented: Path, include_val: bool):
 
 
 def concat_stored(parts):
-    """One :class:`StoredImages` reading the rows of ``parts`` in turn (the splits of one augment
-    output share their stores); no pixels are read."""
+    """The train and val splits as one lazy view (:meth:`StoredImages.concat`)."""
     from imgpipe.storedsplit import StoredImages
 
-    first = parts[0]
-    if len(parts) == 1:
-        return first
-    if any(p.dirs != first.dirs or p.image_shape != first.image_shape or p.encoded != first.encoded
-           for p in parts[1:]):
+    try:
+        return StoredImages.concat(parts)
+    except ValueError:
         raise PipelineError("crossval: the train and val splits are not read from the same image stores; "
-                            "run `dvc repro augment`")
-    return StoredImages(first.dirs, np.concatenate([p.where for p in parts]),
-                        np.concatenate([p.shard for p in parts]), np.concatenate([p.offset for p in parts]),
-                        first.image_shape, first.encoded)
+                            "run `dvc repro augment`") from None
 
 
 def take_rows(x, rows: np.ndarray):

@@ -82,6 +82,20 @@ class StoredImages:
         view._key = self._key[rows]
         return view
 
+    @staticmethod
+    def concat(parts: list[StoredImages]) -> StoredImages:
+        """One lazy view reading the rows of ``parts`` in turn (no pixels read); the parts must
+        read the same stores (the splits of one augment output do)."""
+        first = parts[0]
+        if len(parts) == 1:
+            return first
+        if any(p.dirs != first.dirs or p.image_shape != first.image_shape or p.encoded != first.encoded
+               for p in parts[1:]):
+            raise ValueError("the splits are not read from the same image stores")
+        return StoredImages(first.dirs, np.concatenate([p.where for p in parts]),
+                            np.concatenate([p.shard for p in parts]), np.concatenate([p.offset for p in parts]),
+                            first.image_shape, first.encoded)
+
     def check(self) -> None:
         """Raise ``ValueError`` naming the first row that points outside its shard (a stale index)."""
         for key in np.unique(self._key):

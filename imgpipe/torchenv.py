@@ -76,7 +76,9 @@ def autocast(device, enabled: bool | str):
         else:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+    # fp16 is the GPU path (precision_mode never picks it for a CPU); a test forces it here so the
+    # GradScaler loop runs on every machine.
+    return torch.autocast("cpu", dtype=torch.float16 if enabled == "fp16" else torch.bfloat16)
 
 
 def configure(threads: int, seed: int, device=None) -> None:

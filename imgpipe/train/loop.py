@@ -150,7 +150,7 @@ def fit(model, train, val, cfg, *, flip: bool, device, dist=None, state: LoopSta
     mode = precision_mode(device, cfg.bf16)
     amp, precision = mixed_precision(device, cfg.bf16)
     # fp16 (GPUs without bf16) underflows small gradients without loss scaling; bf16 needs none.
-    scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if mode == "fp16" else None
     net = dist.wrap(model) if dist is not None and world > 1 else model
     batch = effective_batch(len(train.y), cfg, world)
     optimizer = make_optimizer(model, cfg, batch)

@@ -151,8 +151,8 @@ def kmeans_chunk(pixels: np.ndarray, start: int, model: KMeansModel) -> np.ndarr
     b, ph, pw, d = p.shape
     z = (p.reshape(-1, d) - mean) @ whiten
     del p
-    # The (patches x centroids) arrays are the stage's largest transients (~50 MB per chunk
-    # of 250 32x32 images): computed in place, in the same order as the plain expression
+    # The (patches x centroids) arrays are the stage's largest transients (per chunk of CHUNK
+    # images: see there): computed in place, in the same order as the plain expression
     # sqrt(max(|z|^2 - 2 z.c + |c|^2, 0)), so the features keep their exact bits.
     dist = z @ centres.T
     dist *= 2

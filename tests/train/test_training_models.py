@@ -132,6 +132,30 @@ def test_gpu_precision_choice_without_a_gpu(monkeypatch, gpu_bf16):
     assert precision_mode(cuda, True) == "bf16" and precision_mode(cuda, False) == "fp32"
 
 
+def test_the_fp16_gradscaler_loop_runs_forced_on_a_cpu(monkeypatch, tiny_split):
+    """fp16 + GradScaler is what GPUs without bf16 take: forced here (CPU autocast in float16, a
+    CPU GradScaler), the same loop trains with a finite, falling loss and scales its gradients."""
+    from imgpipe import torchenv
+
+    monkeypatch.setattr(torchenv, "precision_mode", lambda device, setting="auto": "fp16")
+    scaled = []
+    real_scaler = torch.amp.GradScaler
+
+    def recording_scaler(device_type, *args, **kwargs):
+        scaler = real_scaler(device_type, *args, **kwargs)
+        scaled.append(scaler)
+        return scaler
+
+    monkeypatch.setattr(torch.amp, "GradScaler", recording_scaler)
+    train, val = tiny_split(48, 16), tiny_split(12, 16, seed=1)
+    model = make_model("airbench", _meta(16), NORM3, {"width": 8})
+    state = fit(model, train, val, TrainParams(epochs=3, width=8, min_steps_per_epoch=4), flip=True,
+                device=torch.device("cpu"))
+    losses = [r["train/loss"] for r in state.history]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    assert len(scaled) == 1 and scaled[0].is_enabled() and scaled[0].get_scale() > 0
+
+
 @pytest.mark.parametrize("schedule", ["triangle", "onecycle", "cosine", "constant"])
 def test_one_step_runs_for_every_schedule(schedule, tiny_split):
     # The seed's `-S train.epochs=1 -S train.batch_size=1024` on digits: OneCycleLR divided by zero.
