@@ -9,8 +9,11 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+# tests/download holds the loopback servers (``servers``) that e2e and training tests use too:
+# importable from any test file, also when that file runs alone.
+for shared in (TESTS_DIR, TESTS_DIR / "download"):
+    if str(shared) not in sys.path:
+        sys.path.insert(0, str(shared))
 
 
 def pytest_collection_modifyitems(config, items) -> None:
