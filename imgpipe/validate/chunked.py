@@ -16,6 +16,7 @@ the chunk size (tested against the all-at-once path).
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,6 +26,10 @@ import numpy as np
 CHUNK_BYTES = 12 << 20  # pixels read per chunk: 4,096 images of 32x32x3, 83 of 224x224x3
 IN_MEMORY_BYTES = 256 << 20  # a feature table larger than this lives in a temporary file
 READ_ROWS_BYTES = 32 << 20  # a RowStore on disk is read back in blocks of about this size
+# Exact embeddings (both near-duplicate passes) up to this stay in memory: 26,000 images of the crop
+# pass's 2.5 KB rows, 114,000 of the first pass's 588 B ones.
+EXACT_IN_MEMORY_BYTES = 64 << 20
+GATHER_ROWS = 4096  # exact rows read per memory map: bounds the mapped pages resident at once
 
 
 def rows_per_chunk(image_shape: tuple[int, ...], budget: int = CHUNK_BYTES, cap: int | None = None) -> int:
@@ -178,6 +183,81 @@ class RowStore:
     def __del__(self) -> None:  # pragma: no cover - the stage closes it; this is the safety net
         with contextlib.suppress(Exception):
             self.close()
+
+
+def quantise(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int8 codes, per-row scale and an upper bound of each row's L2 error (float32): ``codes *
+    scale`` is within ``bound`` of ``emb`` (the bound rounded up, so it holds in float32 too)."""
+    top = np.abs(emb).max(axis=1).astype(np.float64)
+    scale = (np.maximum(top, 1e-12) / 127.0).astype(np.float32)
+    codes = np.clip(np.round(emb / scale[:, None]), -127, 127).astype(np.int8)
+    err = np.sqrt(((emb.astype(np.float64) - codes * scale[:, None].astype(np.float64)) ** 2).sum(axis=1))
+    return codes, scale, np.nextafter((err * (1 + 1e-6)).astype(np.float32), np.float32(np.inf))
+
+
+class ExactRows:
+    """Each image's exact float32 full-view embeddings, written once in row order and read back for
+    candidates. In memory up to :data:`EXACT_IN_MEMORY_BYTES`; above, an unlinked temporary file
+    (gone when closed, even if the stage dies) read through a memory map opened for at most
+    :data:`GATHER_ROWS` rows and closed again, so the pages read leave the resident set."""
+
+    def __init__(self, n: int, dim: int, in_memory_bytes: int | None = None) -> None:
+        self.shape = (int(n), int(dim))
+        self.row_bytes = 4 * int(dim)
+        self._array: np.ndarray | None = None
+        self._fd: int | None = None
+        limit = EXACT_IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
+        if n * self.row_bytes <= limit:
+            self._array = np.zeros(self.shape, np.float32)
+        else:
+            fd, path = tempfile.mkstemp(prefix="imgpipe-crop-", suffix=".rows")
+            os.unlink(path)
+            os.ftruncate(fd, n * self.row_bytes)
+            self._fd = fd
+
+    @property
+    def on_disk(self) -> bool:
+        return self._fd is not None
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self._array is not None:
+            self._array[start : start + len(block)] = block
+            return
+        data, offset = memoryview(block).cast("B"), start * self.row_bytes
+        while len(data):
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
+
+    def read(self, rows: np.ndarray, width: int | None = None) -> np.ndarray:
+        """``(len(rows), width)`` float32: the first ``width`` columns (default: all) of the rows at
+        ``rows`` (any order, repeats allowed)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        width = self.shape[1] if width is None else width
+        if self._array is not None:
+            return self._array[rows, :width]
+        out = np.empty((len(rows), width), np.float32)
+        if not len(rows):
+            return out
+        unique, inverse = np.unique(rows, return_inverse=True)
+        got = np.empty((len(unique), width), np.float32)
+        for s in range(0, len(unique), GATHER_ROWS):
+            part = unique[s : s + GATHER_ROWS]
+            lo = int(part[0]) * self.row_bytes
+            page = lo - lo % mmap.ALLOCATIONGRANULARITY
+            length = (int(part[-1]) + 1) * self.row_bytes - page
+            with mmap.mmap(self._fd, length, access=mmap.ACCESS_READ, offset=page) as mapped:
+                table = np.frombuffer(mapped, np.float32, count=(length - (lo - page)) // 4, offset=lo - page)
+                got[s : s + len(part)] = table.reshape(-1, self.shape[1])[part - part[0], :width]
+                del table  # the map closes only when no array points into it
+        out[:] = got[inverse]
+        return out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._array = None
 
 
 class LazyPixels:

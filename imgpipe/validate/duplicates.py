@@ -143,28 +143,31 @@ def centre_chunk(pixels: np.ndarray, start: int, margin: int) -> tuple[np.ndarra
 
 
 def query_chunk(pixels: np.ndarray, start: int, margin: int, planes: np.ndarray, sorted_keys: np.ndarray,
-                order: np.ndarray, usable: np.ndarray, centre: np.ndarray, threshold: float
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One chunk's near-duplicate hits ``(a, b, similarity)`` (row positions, ``a`` in the chunk):
-    its shifted embeddings looked up in the tables, candidates verified exactly."""
-    n = len(centre)
+                order: np.ndarray, usable: np.ndarray, codes: np.ndarray, scale: np.ndarray, bound: np.ndarray,
+                threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk's candidates that may be near duplicates ``(a, b, a's shifted embedding)`` (row
+    positions, ``a`` in the chunk): its shifted embeddings looked up in the tables, each candidate
+    kept when its similarity to ``b``'s quantised centred embedding, plus that one's error bound,
+    may reach ``threshold``. The caller verifies them on the exact embeddings."""
+    n = len(usable)
     s = start
     table = integral(pixels)
     ok = usable[s : s + len(pixels)]
-    hit_a, hit_b, hit_v = [], [], []
+    hit_a, hit_b, hit_q = [], [], []
     for oy, ox in half_offsets(margin):
         query, _ = embed(table, oy, ox, margin)
-        q, other = bucket_candidates(lsh_keys(query, planes), sorted_keys, order, ok, s, n)
+        q, other = bucket_candidates(lsh_keys(query, planes, sorted_keys.dtype), sorted_keys, order, ok, s, n)
         if not len(q):
             continue
-        sim = np.einsum("nd,nd->n", query[q], centre[other])
-        hit = sim >= threshold
-        hit_a.append(q[hit] + s)
-        hit_b.append(other[hit])
-        hit_v.append(sim[hit])
+        # |query| <= 1, so the exact similarity is within ``bound`` of the quantised one
+        approx = np.einsum("nd,nd->n", query[q], codes[other].astype(np.float32)) * scale[other]
+        maybe = approx + bound[other] * np.float32(1.0001) + np.float32(1e-4) >= threshold
+        hit_a.append(q[maybe] + s)
+        hit_b.append(other[maybe])
+        hit_q.append(query[q[maybe]])
     if not hit_a:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return np.concatenate(hit_a), np.concatenate(hit_b), np.concatenate(hit_v)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, planes.shape[2]), np.float32)
+    return np.concatenate(hit_a), np.concatenate(hit_b), np.concatenate(hit_q)
 
 
 def near_duplicate_pairs(
@@ -181,7 +184,7 @@ def near_duplicate_pairs(
     ``pixels``: an ``(N, H, W, C)`` array or an :class:`imgpipe.validate.chunked.PixelSource`,
     read twice, ``chunk`` images at a time (default: 12 MiB of pixels), so memory holds only
     the per-image embeddings and tables; the pairs do not depend on the chunk size."""
-    from imgpipe.validate.chunked import as_source, rows_per_chunk
+    from imgpipe.validate.chunked import ExactRows, as_source, quantise, rows_per_chunk
 
     source = as_source(pixels)
     n = source.n
@@ -189,30 +192,54 @@ def near_duplicate_pairs(
         return _pairs_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     margin = _margin_for_shape(source.shape, margin)
     rows = chunk or rows_per_chunk(source.shape, cap=QUERY_ROWS)
-    centre = np.empty((n, GRID * GRID * source.shape[-1]), np.float32)
-    spread = np.empty(n)
-    for s, e, (part, part_spread) in source.map(centre_chunk, rows, margin=margin):
-        centre[s:e], spread[s:e] = part, part_spread
-    usable = spread >= MIN_NORM
-    del spread
-    planes = np.random.default_rng(seed).standard_normal((tables, bits, centre.shape[1])).astype(np.float32)
-    # In row blocks: all at once, the (rows x tables*bits) sign and uint64 arrays were 5.8 KB per
-    # image (1.7 GB at 300,000), the stage's peak. Each row's keys do not depend on the block.
-    keys = np.empty((n, tables), np.uint64)
-    for s in range(0, n, KEY_BLOCK):
-        keys[s : s + KEY_BLOCK] = lsh_keys(centre[s : s + KEY_BLOCK], planes)
-    # Flat images sit in no bucket: the tables index the usable images only. (Overwriting their
-    # sorted keys with a maximum unsorted the arrays, and searchsorted then gave hi < lo.)
-    indexed = np.nonzero(usable)[0]
-    order = indexed[np.argsort(keys[indexed], axis=0, kind="stable")]  # (usable, tables)
-    sorted_keys = np.ascontiguousarray(np.take_along_axis(keys, order, axis=0).T)  # (tables, usable)
-    del keys
-    index_type = np.int32 if n < 2**31 else np.int64  # positions: half the bytes of int64
-    order = np.ascontiguousarray(order.T, dtype=index_type)
-    found = [hits for _, _, hits in source.map(query_chunk, rows, margin=margin, planes=planes,
-                                               sorted_keys=sorted_keys, order=order, usable=usable,
-                                               centre=centre, threshold=threshold)]
-    keys_found, sims = best_per_pair(*(np.concatenate([f[k] for f in found]) for k in range(3)), n)
+    dim = GRID * GRID * source.shape[-1]
+    # What stays in memory per image: the centred embedding quantised to int8 with its scale and
+    # error bound (155 bytes; the query's filter), the tables (8 bytes per table) and a flag. The
+    # exact float32 embeddings (588 bytes) go to ExactRows (a temporary file past 64 MiB) and are
+    # read back for the keys, then for the candidates the filter lets through only.
+    exact = ExactRows(n, dim)
+    try:
+        codes = np.empty((n, dim), np.int8)
+        scale = np.empty(n, np.float32)
+        bound = np.empty(n, np.float32)
+        usable = np.empty(n, bool)
+        for s, e, (part, part_spread) in source.map(centre_chunk, rows, margin=margin):
+            exact.write(s, part)
+            codes[s:e], scale[s:e], bound[s:e] = quantise(part)
+            usable[s:e] = part_spread >= MIN_NORM
+        planes = np.random.default_rng(seed).standard_normal((tables, bits, dim)).astype(np.float32)
+        key_type = np.uint32 if bits <= 32 else np.uint64
+        # In row blocks: all at once, the (rows x tables*bits) sign and uint64 arrays were 5.8 KB per
+        # image (1.7 GB at 300,000), the stage's peak. Each row's keys do not depend on the block.
+        keys = np.empty((n, tables), key_type)
+        for s in range(0, n, KEY_BLOCK):
+            block = exact.read(np.arange(s, min(s + KEY_BLOCK, n)))
+            keys[s : s + KEY_BLOCK] = lsh_keys(block, planes, key_type)
+        # Flat images sit in no bucket: the tables index the usable images only. (Overwriting their
+        # sorted keys with a maximum unsorted the arrays, and searchsorted then gave hi < lo.)
+        # One table at a time: the sort's transients are one column, not every table's.
+        indexed = np.nonzero(usable)[0]
+        index_type = np.int32 if n < 2**31 else np.int64  # positions: half the bytes of int64
+        order = np.empty((tables, len(indexed)), index_type)
+        sorted_keys = np.empty((tables, len(indexed)), key_type)
+        for t in range(tables):
+            column = keys[indexed, t]
+            by_key = np.argsort(column, kind="stable")
+            order[t] = indexed[by_key]
+            sorted_keys[t] = column[by_key]
+        del keys, column, by_key
+        hit_a, hit_b, hit_v = [], [], []
+        for _, _, (a, b, query) in source.map(query_chunk, rows, margin=margin, planes=planes,
+                                              sorted_keys=sorted_keys, order=order, usable=usable, codes=codes,
+                                              scale=scale, bound=bound, threshold=threshold):
+            sim = np.einsum("nd,nd->n", query, exact.read(b)) if len(b) else np.zeros(0, np.float32)
+            hit = sim >= threshold
+            hit_a.append(a[hit])
+            hit_b.append(b[hit])
+            hit_v.append(sim[hit])
+    finally:
+        exact.close()
+    keys_found, sims = best_per_pair(np.concatenate(hit_a), np.concatenate(hit_b), np.concatenate(hit_v), n)
     return _pairs_frame(keys_found // n, keys_found % n, sims.astype(np.float64))
 
 

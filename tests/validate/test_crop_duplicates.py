@@ -14,7 +14,7 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from imgpipe.params.validate import ValidateParams
-from imgpipe.validate import crop_duplicates
+from imgpipe.validate import chunked, crop_duplicates
 from imgpipe.validate.checks.base import CheckContext
 from imgpipe.validate.checks.duplicates import DuplicatesCheck
 from imgpipe.validate.crop_duplicates import crop_duplicate_pairs, pairs_from, thumbnail
@@ -130,8 +130,8 @@ def test_same_pairs_as_when_every_thumbnail_was_kept(monkeypatch, chunk, on_disk
     look-ups and similarities done in small pieces."""
     if on_disk:  # the int8 filter and the temporary file
         monkeypatch.setattr(crop_duplicates, "CENTRE_IN_MEMORY_BYTES", 0)
-        monkeypatch.setattr(crop_duplicates, "EXACT_IN_MEMORY_BYTES", 0)
-        monkeypatch.setattr(crop_duplicates, "GATHER_ROWS", 5)
+        monkeypatch.setattr(chunked, "EXACT_IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(chunked, "GATHER_ROWS", 5)
         monkeypatch.setattr(crop_duplicates, "LOOKUP_CANDIDATES", 400)  # look-ups and similarities in pieces
         monkeypatch.setattr(crop_duplicates, "SIMILARITY_BATCH", 50)
     got = crop_duplicate_pairs(golden_images(), chunk=chunk, block=64)
@@ -140,7 +140,7 @@ def test_same_pairs_as_when_every_thumbnail_was_kept(monkeypatch, chunk, on_disk
 
 def test_per_image_state_is_a_few_hundred_bytes(monkeypatch):
     """What grows with the number of images past the in-memory caps (the bucket starts are a fixed size)."""
-    monkeypatch.setattr(crop_duplicates, "EXACT_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(chunked, "EXACT_IN_MEMORY_BYTES", 0)
     monkeypatch.setattr(crop_duplicates, "CENTRE_IN_MEMORY_BYTES", 0)
 
     def resident(n: int) -> int:
@@ -165,7 +165,7 @@ def test_the_int8_filter_bounds_the_exact_similarity():
 
 
 def test_exact_rows_read_back_the_same_bytes_from_the_file(monkeypatch):
-    monkeypatch.setattr(crop_duplicates, "GATHER_ROWS", 7)
+    monkeypatch.setattr(chunked, "GATHER_ROWS", 7)
     rng = np.random.default_rng(1)
     table = rng.standard_normal((300, 11)).astype(np.float32)
     disk, memory = crop_duplicates.ExactRows(300, 11, in_memory_bytes=0), crop_duplicates.ExactRows(300, 11)
