@@ -37,6 +37,30 @@ def test_near_duplicate_pairs_are_the_same_in_chunks_as_all_at_once(monkeypatch)
         pd.testing.assert_frame_equal(chunked_pairs, whole)
 
 
+# Recorded from the version that held every centred embedding as float32 (before the int8 filter
+# and the exact rows in ExactRows): smooth_images(300, seed=9), every 7th image a copy, shifted
+# or re-encoded, of the one 3 before it.
+FIRST_PASS_GOLDEN = [(0, 3, 1.0), (14, 17, 1.0), (28, 31, 1.0), (42, 45, 1.0), (56, 59, 1.0), (63, 66, 0.980907),
+                     (70, 73, 1.0), (84, 87, 1.0), (98, 101, 1.0), (112, 115, 1.0), (126, 129, 1.0),
+                     (133, 136, 0.984862), (140, 143, 1.0), (154, 157, 1.0), (168, 171, 1.0), (175, 178, 0.980162),
+                     (182, 185, 1.0), (196, 199, 1.0), (210, 213, 1.0), (224, 227, 1.0), (238, 241, 1.0),
+                     (252, 255, 1.0), (266, 269, 1.0), (280, 283, 1.0), (294, 297, 1.0)]
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_first_pass_pairs_are_those_of_the_float32_version(monkeypatch, on_disk):
+    """The int8 filter lets every pair through that the float32 embeddings found, and the exact
+    rows, in memory or read back from the temporary file a few at a time, give the same pairs."""
+    images = smooth_images(300, seed=9)
+    for k in range(3, 300, 7):
+        images[k] = shifted(images[k - 3], 1, -1) if k % 2 else reencoded(images[k - 3])
+    if on_disk:
+        monkeypatch.setattr(chunked, "EXACT_IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(chunked, "GATHER_ROWS", 5)
+    got = near_duplicate_pairs(array_source(images), 0.98, chunk=17)
+    assert [(int(a), int(b), float(v)) for a, b, v in got.itertuples(index=False)] == FIRST_PASS_GOLDEN
+
+
 def test_label_issue_features_and_probabilities_are_the_same_bytes_in_chunks_and_on_disk(monkeypatch):
     images, y = class_images(20, 3, size=12, seed=2)
     whole = label_issues.kmeans_features(images, seed=0, sqrt=True)
