@@ -128,9 +128,13 @@ def read_table(path: Path | str, stage: str, columns: list[str] | None = None):
     if not path.exists():
         raise FileNotFoundError(2, "No such file or directory", str(path))
     try:
-        return pd.read_parquet(path, columns=columns)
+        table = pd.read_parquet(path, columns=columns)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _corrupt(path, stage, f"not a readable parquet table: {str(exc).splitlines()[0]}") from None
+    # Arrow's allocator keeps the decoding buffers it freed: reading a 300,000-row manifest (96 MB
+    # as a frame) left 260 MB resident, 140 MB after this (a million-image validate: ~0.4 GB less).
+    pa.default_memory_pool().release_unused()
+    return table
 
 
 def read_array(path: Path | str, stage: str, mmap: bool = True):

@@ -194,6 +194,9 @@ def validate_dataset(
     ``tables``: other inputs the checks may read (``boxes``: ``data/labels/boxes.parquet``)."""
     report = report if report is not None else GateReport()
     df = join_tables(manifest, labels)
+    # The join copies both tables; a caller that handed them over (no reference of its own, as the
+    # stage does) gets their memory back here: ~0.4 KB per image, 0.4 GB at a million images.
+    del manifest, labels
     dropped = dropped_by_label_policy(df, label_issues)
     if dropped:  # (no copy of a million-row table when nothing leaves)
         df = df[~df["item_id"].isin(dropped)].reset_index(drop=True)
