@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from imgpipe.validate.chunked import ExactRows, quantise
-from imgpipe.validate.duplicates import best_per_pair, bucket_candidates, lsh_keys
+from imgpipe.validate.duplicates import best_per_pair, bucket_candidates, lsh_keys, query_spans
 
 __all__ = ["ExactRows", "crop_duplicate_pairs", "quantise"]  # ExactRows, quantise: shared with the first pass
 
@@ -329,18 +329,9 @@ def _query_block(index: _Index, s: int, thumbs: np.ndarray, planes: np.ndarray, 
 
 
 def _query_spans(bucket_starts: np.ndarray, qkeys: np.ndarray, live: np.ndarray) -> list[tuple[int, int]]:
-    """Query rows in consecutive spans of at most :data:`LOOKUP_CANDIDATES` bucket entries (one
-    row may exceed it alone): the look-up's arrays stay bounded however full the buckets get."""
-    rows = np.arange(len(qkeys))
+    """Query rows in consecutive spans of at most :data:`LOOKUP_CANDIDATES` bucket entries."""
     count = sum(bucket_starts[t][qkeys[:, t] + 1] - bucket_starts[t][qkeys[:, t]] for t in range(qkeys.shape[1]))
-    total = np.cumsum(np.where(live, count, 0), dtype=np.int64)
-    spans, r0 = [], 0
-    while r0 < len(qkeys):
-        base = total[r0 - 1] if r0 else 0
-        r1 = max(r0 + 1, int(np.searchsorted(total, base + LOOKUP_CANDIDATES, "right")))
-        spans.append((r0, min(r1, len(rows))))
-        r0 = r1
-    return spans
+    return query_spans(count, live, LOOKUP_CANDIDATES)
 
 
 def _coarse_hits(index: _Index, query: np.ndarray, q: np.ndarray, other: np.ndarray,

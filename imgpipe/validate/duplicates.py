@@ -33,6 +33,11 @@ KEY_BLOCK = 16384  # rows per block of LSH keys (~40 MB of transients)
 # size, which grows with N (at 300,000 32x32 images, 4,096-image chunks: +681 MiB high-water for
 # the pass, 1,024: +423 MiB, ~20% more CPU). The pairs do not depend on it.
 QUERY_ROWS = 1024
+# Bucket entries looked up at a time, and candidates compared at a time (each carries two 147-float
+# rows while compared): at a million 32x32 images a 1,024-row query chunk met up to ~30,000
+# entries per row and its candidates took ~0.3 GB at once. The pairs do not depend on either.
+LOOKUP_CANDIDATES = 1 << 19
+SIMILARITY_BATCH = 1 << 14
 MIN_NORM = 1.0  # images flatter than this (mean |cell - mean| in grey levels) take no part
 
 
@@ -116,6 +121,20 @@ def bucket_candidates(qkeys: np.ndarray, sorted_keys: np.ndarray | None, order: 
     return cand // n, cand % n
 
 
+def query_spans(count: np.ndarray, live: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Query rows in consecutive spans whose live rows meet at most ``limit`` bucket entries in
+    all (``count`` per row; one row may exceed it alone): both passes' look-ups stay bounded
+    however full the buckets get, and a row's tables are never split, so its pairs are the same."""
+    total = np.cumsum(np.where(live, count, 0), dtype=np.int64)
+    spans, r0 = [], 0
+    while r0 < len(count):
+        base = total[r0 - 1] if r0 else 0
+        r1 = max(r0 + 1, int(np.searchsorted(total, base + limit, "right")))
+        spans.append((r0, min(r1, len(count))))
+        r0 = r1
+    return spans
+
+
 def best_per_pair(a: np.ndarray, b: np.ndarray, sims: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """A pair may be found from both sides, or at several shifts or windows: its keys
     ``min * n + max`` (sorted) and each one's best similarity (same dtype as ``sims``)."""
@@ -156,15 +175,20 @@ def query_chunk(pixels: np.ndarray, start: int, margin: int, planes: np.ndarray,
     hit_a, hit_b, hit_q = [], [], []
     for oy, ox in half_offsets(margin):
         query, _ = embed(table, oy, ox, margin)
-        q, other = bucket_candidates(lsh_keys(query, planes, sorted_keys.dtype), sorted_keys, order, ok, s, n)
-        if not len(q):
-            continue
-        # |query| <= 1, so the exact similarity is within ``bound`` of the quantised one
-        approx = np.einsum("nd,nd->n", query[q], codes[other].astype(np.float32)) * scale[other]
-        maybe = approx + bound[other] * np.float32(1.0001) + np.float32(1e-4) >= threshold
-        hit_a.append(q[maybe] + s)
-        hit_b.append(other[maybe])
-        hit_q.append(query[q[maybe]])
+        qkeys = lsh_keys(query, planes, sorted_keys.dtype)
+        count = sum(np.searchsorted(sorted_keys[t], qkeys[:, t], "right")
+                    - np.searchsorted(sorted_keys[t], qkeys[:, t], "left") for t in range(len(sorted_keys)))
+        for r0, r1 in query_spans(count, ok, LOOKUP_CANDIDATES):
+            q, other = bucket_candidates(qkeys[r0:r1], sorted_keys, order, ok[r0:r1], s + r0, n)
+            q += r0
+            for c in range(0, len(q), SIMILARITY_BATCH):
+                qc, oc = q[c : c + SIMILARITY_BATCH], other[c : c + SIMILARITY_BATCH]
+                # |query| <= 1, so the exact similarity is within ``bound`` of the quantised one
+                approx = np.einsum("nd,nd->n", query[qc], codes[oc].astype(np.float32)) * scale[oc]
+                maybe = approx + bound[oc] * np.float32(1.0001) + np.float32(1e-4) >= threshold
+                hit_a.append(qc[maybe] + s)
+                hit_b.append(oc[maybe])
+                hit_q.append(query[qc[maybe]])
     if not hit_a:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, planes.shape[2]), np.float32)
     return np.concatenate(hit_a), np.concatenate(hit_b), np.concatenate(hit_q)

@@ -54,9 +54,11 @@ def test_first_pass_pairs_are_those_of_the_float32_version(monkeypatch, on_disk)
     images = smooth_images(300, seed=9)
     for k in range(3, 300, 7):
         images[k] = shifted(images[k - 3], 1, -1) if k % 2 else reencoded(images[k - 3])
-    if on_disk:
+    if on_disk:  # and the look-ups and comparisons in small pieces
         monkeypatch.setattr(chunked, "EXACT_IN_MEMORY_BYTES", 0)
         monkeypatch.setattr(chunked, "GATHER_ROWS", 5)
+        monkeypatch.setattr(duplicates, "LOOKUP_CANDIDATES", 3)
+        monkeypatch.setattr(duplicates, "SIMILARITY_BATCH", 2)
     got = near_duplicate_pairs(array_source(images), 0.98, chunk=17)
     assert [(int(a), int(b), float(v)) for a, b, v in got.itertuples(index=False)] == FIRST_PASS_GOLDEN
 
