@@ -62,6 +62,9 @@ REFINE_ROUNDS = 3  # halvings of the edge step in the refinement
 REFINE_BATCH = 2048  # candidates refined at a time (each carries its thumbnail as float32)
 CENTRE_IN_MEMORY_BYTES = 256 << 20  # exact 8x8 full views up to this stay in memory (about 350,000
 # images): a candidate's similarity is then one gather, not the int8 filter and a read (2.5x faster at 50,000)
+# Coarse hits a query block holds before they are cut to each image's best: at a million images a
+# 2,048-image block's hits reached several hundred MB (28 bytes each), growing with the buckets.
+KEEP_HITS = 1 << 21
 LOOKUP_CANDIDATES = 1 << 19  # bucket entries looked up at a time (about 32 bytes each while sorted)
 SIMILARITY_BATCH = 1 << 14  # candidates whose coarse similarity is computed at a time (1.5 KB each)
 FULL = np.array([0.0, 1.0, 0.0, 1.0])
@@ -297,6 +300,7 @@ def _query_block(index: _Index, s: int, thumbs: np.ndarray, planes: np.ndarray, 
     ok = index.usable[s : s + len(thumbs)]
     n = len(index.usable)
     cq, co, cs, cw = [], [], [], []
+    held = 0
     for w, query, qspread in _all_windows(table, windows, grid, chroma_weight):
         live = ok & (qspread >= MIN_SPREAD)
         if not live.any():
@@ -313,10 +317,15 @@ def _query_block(index: _Index, s: int, thumbs: np.ndarray, planes: np.ndarray, 
                 co.append(ho)
                 cs.append(hs)
                 cw.append(np.full(len(hq), w))
+                held += len(hq)
+                if held > KEEP_HITS:  # the best so far: the same best at the end (see _best_candidates)
+                    kept = _best_candidates(*(np.concatenate(v) for v in (cq, co, cs, cw)), n, max_candidates)
+                    cq, co, cs, cw = ([v] for v in kept)
+                    held = len(kept[0])
     if not cq or not sum(len(v) for v in cq):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     q, other, sim, win_of = (np.concatenate(v) for v in (cq, co, cs, cw))
-    q, other, win_of = _best_candidates(q, other, sim, win_of, n, max_candidates)
+    q, other, _, win_of = _best_candidates(q, other, sim, win_of, n, max_candidates)
     start = windows[win_of]
     sims = []
     for r in range(0, len(q), REFINE_BATCH):
@@ -367,19 +376,21 @@ def _all_windows(table: Block, windows: np.ndarray, grid: int, chroma_weight: fl
 
 def _best_candidates(q, other, sim, win_of, n, k):
     """Per (query, other) pair its best window; per query image its ``k`` most similar others
-    (ties: lower position first), in (query, other) order."""
+    (ties: lower position first), in (query, other) order, with their similarity. One total order
+    decides both, so the best of the union of parts is the best of the parts' bests: the hits can
+    be cut down as they come (:data:`KEEP_HITS`) with the same result."""
     key = q * n + other
     order = np.lexsort((win_of, -sim, key))  # best window first within each pair
     first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
     q, other, sim, win_of = q[first], other[first], sim[first], win_of[first]
     order = np.lexsort((other, -sim, q))
-    q, other, win_of = q[order], other[order], win_of[order]
+    q, other, sim, win_of = q[order], other[order], sim[order], win_of[order]
     starts = np.r_[0, np.nonzero(q[1:] != q[:-1])[0] + 1]
     rank = np.arange(len(q)) - np.repeat(starts, np.diff(np.r_[starts, len(q)]))
     keep = rank < k
-    q, other, win_of = q[keep], other[keep], win_of[keep]
+    q, other, sim, win_of = q[keep], other[keep], sim[keep], win_of[keep]
     order = np.lexsort((other, q))
-    return q[order], other[order], win_of[order]
+    return q[order], other[order], sim[order], win_of[order]
 
 
 def _refine(images: np.ndarray, target: np.ndarray, windows: np.ndarray, delta: float, grid: int,

@@ -134,6 +134,7 @@ def test_same_pairs_as_when_every_thumbnail_was_kept(monkeypatch, chunk, on_disk
         monkeypatch.setattr(chunked, "GATHER_ROWS", 5)
         monkeypatch.setattr(crop_duplicates, "LOOKUP_CANDIDATES", 400)  # look-ups and similarities in pieces
         monkeypatch.setattr(crop_duplicates, "SIMILARITY_BATCH", 50)
+        monkeypatch.setattr(crop_duplicates, "KEEP_HITS", 3)  # the hits cut to the best as they come
     got = crop_duplicate_pairs(golden_images(), chunk=chunk, block=64)
     pd.testing.assert_frame_equal(got, _frame(GOLDEN))
 
