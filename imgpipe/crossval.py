@@ -27,11 +27,13 @@ import hashlib
 import logging
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
 from imgpipe.errors import PipelineError
+from imgpipe.params.crossval import CrossvalParams
 
 log = logging.getLogger("imgpipe")
 
@@ -45,7 +47,7 @@ OUTPUTS = (METRICS_FILE, CROSSVAL_DIR)
 CHECK = "train_label_error"  # the review check these suspects carry
 # evaluate's label-error columns, then where the image came from and which fold predicted it
 PROB_PREFIX = "p_"
-RANK_BY = ("self_confidence", "cleanlab")  # crossval.rank_by: which images may be listed (rank_suspects)
+RANK_BY = get_args(CrossvalParams.model_fields["rank_by"].annotation)  # which images may be listed (rank_suspects)
 
 
 def error_columns() -> list[str]:

@@ -135,13 +135,7 @@ class RowStore:
 
     def _read_span(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, self.shape[1]), self.dtype)
-        view = memoryview(out).cast("B")
-        offset, got = start * self.row_bytes, 0
-        while got < len(view):
-            part = os.preadv(self._fd, [view[got:]], offset + got)
-            if part <= 0:
-                raise OSError(f"short read from the validate feature spill at byte {offset + got}")
-            got += part
+        _pread_into(self._fd, memoryview(out).cast("B"), start * self.row_bytes)
         return out
 
     def __getitem__(self, key) -> np.ndarray:
@@ -198,44 +192,23 @@ def _pread_into(fd: int, buffer: memoryview, offset: int) -> None:
     """Fill ``buffer`` from ``fd`` at ``offset`` (a short read goes on; end of file is an error)."""
     while len(buffer):
         got = os.preadv(fd, [buffer], offset)
-        if not got:
-            raise OSError(f"unexpected end of the temporary rows file at byte {offset}")
+        if got <= 0:
+            raise OSError(f"short read from the validate rows file at byte {offset}")
         buffer, offset = buffer[got:], offset + got
 
 
-class ExactRows:
-    """Each image's exact float32 full-view embeddings, written once in row order and read back for
-    candidates. In memory up to :data:`EXACT_IN_MEMORY_BYTES`; above, an unlinked temporary file
-    (gone when closed, even if the stage dies) read back :data:`GATHER_ROWS` rows at a time with
-    ``preadv`` into a buffer of this process: only the rows asked for become resident."""
+class ExactRows(RowStore):
+    """Each image's exact float32 embeddings (both near-duplicate passes): a :class:`RowStore`
+    written once in row order, in memory up to :data:`EXACT_IN_MEMORY_BYTES`, and gathered back
+    for candidates scattered over the whole table by :meth:`read`, :data:`GATHER_ROWS` rows at a
+    time with one ``preadv`` per run of consecutive rows into a buffer of this process: only the
+    rows asked for are read and become resident (a RowStore's position read takes whole spans)."""
 
     def __init__(self, n: int, dim: int, in_memory_bytes: int | None = None) -> None:
-        self.shape = (int(n), int(dim))
-        self.row_bytes = 4 * int(dim)
-        self._array: np.ndarray | None = None
-        self._fd: int | None = None
-        limit = EXACT_IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
-        if n * self.row_bytes <= limit:
-            self._array = np.zeros(self.shape, np.float32)
-        else:
-            fd, path = tempfile.mkstemp(prefix="imgpipe-crop-", suffix=".rows")
-            os.unlink(path)
-            os.ftruncate(fd, n * self.row_bytes)
-            self._fd = fd
-
-    @property
-    def on_disk(self) -> bool:
-        return self._fd is not None
+        super().__init__(n, dim, np.float32, EXACT_IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes)
 
     def write(self, start: int, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        if self._array is not None:
-            self._array[start : start + len(block)] = block
-            return
-        data, offset = memoryview(block).cast("B"), start * self.row_bytes
-        while len(data):
-            written = os.pwrite(self._fd, data, offset)
-            data, offset = data[written:], offset + written
+        self[start : start + len(block)] = block
 
     def read(self, rows: np.ndarray, width: int | None = None) -> np.ndarray:
         """``(len(rows), width)`` float32: the first ``width`` columns (default: all) of the rows at
@@ -253,21 +226,14 @@ class ExactRows:
         view = memoryview(whole).cast("B")
         for s in range(0, len(unique), GATHER_ROWS):
             part = unique[s : s + GATHER_ROWS]
-            # One read per run of consecutive rows, into this process's own buffer. (A memory map of
-            # the rows' span, as before, mapped whole page-cache folios per touched row: 2,048 rows
-            # of a million raised the high-water RSS by 1.1 GB, if only for a moment.)
+            # (A memory map of the rows' span, as before, mapped whole page-cache folios per touched
+            # row: 2,048 rows of a million raised the high-water RSS by 1.1 GB, if only for a moment.)
             cut = np.r_[0, np.nonzero(np.diff(part) != 1)[0] + 1, len(part)].tolist()
             for a, b in zip(cut[:-1], cut[1:], strict=True):
                 _pread_into(self._fd, view[a * self.row_bytes : b * self.row_bytes], int(part[a]) * self.row_bytes)
             got[s : s + len(part)] = whole[: len(part), :width]
         out[:] = got[inverse]
         return out
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._array = None
 
 
 class LazyPixels:

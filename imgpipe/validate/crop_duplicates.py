@@ -44,8 +44,6 @@ import pandas as pd
 from imgpipe.validate.chunked import ExactRows, quantise
 from imgpipe.validate.duplicates import best_per_pair, bucket_candidates, lsh_keys, query_spans
 
-__all__ = ["ExactRows", "crop_duplicate_pairs", "quantise"]  # ExactRows, quantise: shared with the first pass
-
 LUMA = np.array([0.299, 0.587, 0.114])
 # Chosen on planted copies of real CIFAR-10 photographs (benchmarks/bench_duplicates.py).
 THUMB = 32  # thumbnail side the windows are cut from (made per chunk, not kept)

@@ -237,8 +237,7 @@ def near_duplicate_pairs(
         # image (1.7 GB at 300,000), the stage's peak. Each row's keys do not depend on the block.
         keys = np.empty((n, tables), key_type)
         for s in range(0, n, KEY_BLOCK):
-            block = exact.read(np.arange(s, min(s + KEY_BLOCK, n)))
-            keys[s : s + KEY_BLOCK] = lsh_keys(block, planes, key_type)
+            keys[s : s + KEY_BLOCK] = lsh_keys(exact[s : s + KEY_BLOCK], planes, key_type)
         # Flat images sit in no bucket: the tables index the usable images only. (Overwriting their
         # sorted keys with a maximum unsorted the arrays, and searchsorted then gave hi < lo.)
         # One table at a time: the sort's transients are one column, not every table's.

@@ -160,7 +160,7 @@ def test_the_int8_filter_bounds_the_exact_similarity():
     emb = rng.standard_normal((500, 192)).astype(np.float32)
     emb[:250] *= np.linspace(0.01, 3, 192, dtype=np.float32)  # uneven components: a large scale
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    codes, scale, bound = crop_duplicates.quantise(emb)
+    codes, scale, bound = chunked.quantise(emb)
     error = np.linalg.norm(emb.astype(np.float64) - codes * scale[:, None].astype(np.float64), axis=1)
     assert (error <= bound).all() and bound.max() < 0.05
 
@@ -169,7 +169,7 @@ def test_exact_rows_read_back_the_same_bytes_from_the_file(monkeypatch):
     monkeypatch.setattr(chunked, "GATHER_ROWS", 7)
     rng = np.random.default_rng(1)
     table = rng.standard_normal((300, 11)).astype(np.float32)
-    disk, memory = crop_duplicates.ExactRows(300, 11, in_memory_bytes=0), crop_duplicates.ExactRows(300, 11)
+    disk, memory = chunked.ExactRows(300, 11, in_memory_bytes=0), chunked.ExactRows(300, 11)
     for s in range(0, 300, 64):
         disk.write(s, table[s : s + 64])
         memory.write(s, table[s : s + 64])
