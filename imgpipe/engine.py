@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,10 @@ CONNECT_TIMEOUT_S = 30.0
 # most in preprocess, 12 MiB of pixels in validate) before it fails the stage in one line instead of
 # waiting forever on a task stuck in a loop or on a lock, or on a cluster that never runs it.
 TASK_TIMEOUT_S = 600.0
+# When Dask gives up on a task whose worker died, how long to wait for the other tasks in flight to
+# settle: the scheduler gives up on every task the dying worker held in the same step, so the task
+# that killed it may be any of them (see _map_dask's siblings_lost).
+SIBLINGS_WAIT_S = 2.0
 # Starting a LocalCluster (distributed's pre-spawn-environ) sets these in this process for good;
 # they are put back when the cluster closes, so later work here keeps its usual threads.
 _CLUSTER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
@@ -173,12 +177,14 @@ class Runner:
             submit=lambda task: self._pool.submit(fn, task, *args),
             result=_result_in_time,
             lost=BrokenProcessPool,
-            lost_message=lambda name: (f"a worker process died with {name} in flight (a crashing native "
-                                       f"decoder? out of memory?); rerun with {section}.workers=1 to see which item"),
+            # A broken pool fails every task in flight alike: the oldest is the one named.
+            lost_message=lambda names: (f"a worker process died with {names[0]} in flight (a crashing native "
+                                        f"decoder? out of memory?); rerun with {section}.workers=1 to see which item"),
             where=lambda exc: " in a worker process")
 
     def _map_dask(self, fn, tasks, args, describe, per_worker) -> Iterator:
         from distributed import KilledWorker
+        from distributed import wait as wait_for
 
         client = self._client
         section = self.spec.section
@@ -194,14 +200,23 @@ class Runner:
                 return f" (lost the Dask scheduler {client.scheduler.address}?)"
             return " on a Dask worker"
 
+        def siblings_lost(futures) -> list[bool]:
+            # A worker's death costs every task it held (running or queued there), not only the one
+            # that killed it: which of the others Dask also gave up on.
+            with suppress(TimeoutError):
+                wait_for(futures, timeout=SIBLINGS_WAIT_S)
+            return [future.status == "error" and isinstance(future.exception(), KilledWorker)
+                    for future in futures]
+
         return _in_order(
             tasks, max(1, per_worker * self.workers), describe,
             submit=lambda task: client.submit(fn, task, *args, pure=False),
             result=result,
             lost=KilledWorker,
-            lost_message=lambda name: (f"Dask workers died running {name} (out of memory? a crashing native "
-                                       f"decoder?); rerun with {section}.engine=local and {section}.workers=1 "
-                                       "to see which item"),
+            lost_message=lambda names: (f"Dask workers died running {_one_of(names)} (out of memory? a crashing "
+                                        f"native decoder?); rerun with {section}.engine=local and "
+                                        f"{section}.workers=1 to see which item"),
+            siblings_lost=siblings_lost,
             where=where,
             # An error or an early stop: cancel what is still queued on the cluster.
             cancel=client.cancel)
@@ -222,13 +237,16 @@ def _result_in_time(future):
 
 
 def _in_order(tasks: Iterable, window: int, describe: Callable[[int, Any], str], *, submit: Callable,
-              result: Callable, lost: type[BaseException], lost_message: Callable[[str], str],
-              where: Callable[[BaseException], str], cancel: Callable | None = None) -> Iterator:
+              result: Callable, lost: type[BaseException], lost_message: Callable[[list[str]], str],
+              where: Callable[[BaseException], str], cancel: Callable | None = None,
+              siblings_lost: Callable[[list], list[bool]] | None = None) -> Iterator:
     """The windowed loop of a pool or a cluster: ``submit(task)`` gives a future, at most ``window``
     are in flight, ``result(future)`` waits for the oldest, and what is yielded is in task order.
     A failure is one :class:`PipelineError` line naming the task: ``lost`` (the backend lost a
-    worker) says ``lost_message(name)``, a task with no result in time says how long it waited,
+    worker) says ``lost_message(names)``, a task with no result in time says how long it waited,
     anything else is the task's own exception, ``where(exc)`` saying where it ran.
+    ``siblings_lost(futures)``: which other tasks in flight the backend also lost with that worker
+    (named too, in task order, so the one that killed it is among the names).
     ``cancel(futures)``: what is still in flight when the loop stops early."""
     pending: deque = deque()
 
@@ -239,7 +257,12 @@ def _in_order(tasks: Iterable, window: int, describe: Callable[[int, Any], str],
         except PipelineError:
             raise
         except lost:
-            raise PipelineError(lost_message(describe(index, task))) from None
+            names = [describe(index, task)]
+            if siblings_lost is not None and pending:
+                others = list(pending)
+                gone = siblings_lost([future for *_, future in others])
+                names += [describe(i, t) for (i, t, _), lost_too in zip(others, gone, strict=True) if lost_too]
+            raise PipelineError(lost_message(names)) from None
         except _NotFinished:
             raise PipelineError(_timed_out(describe(index, task))) from None
         except Exception as exc:  # noqa: BLE001 - one line naming the task
@@ -261,6 +284,11 @@ def _in_order(tasks: Iterable, window: int, describe: Callable[[int, Any], str],
     finally:
         if pending and cancel is not None:
             cancel([future for _, _, future in pending])
+
+
+def _one_of(names: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _timed_out(name: str) -> str:
