@@ -26,7 +26,9 @@ Memory. The pixels are read twice, a chunk at a time (:class:`imgpipe.validate.c
 once to index every image, once to query with each image's own windows. What stays per image is
 what the other side of a pair needs: the LSH keys and positions (128 bytes), the full view's
 embedding quantised to int8 with its scale and its exact error bound (200 bytes; a filter that
-lets through every candidate whose exact similarity could reach ``candidate``), and a flag. The
+lets through every candidate whose exact similarity could reach ``candidate``), its projection
+for the cheaper first filter before that one (44 bytes,
+:class:`imgpipe.validate.chunked.ProjectedBound`), and a flag. The
 exact float32 full-view embeddings (``grid`` and ``verify_grid``: 2.5 KB) are written once to
 :class:`ExactRows`, in memory for small sets, else an unlinked temporary file read back for the
 candidates only. The pairs and similarities are the same bytes as when every thumbnail was held
@@ -41,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from imgpipe.validate.chunked import ExactRows, quantise
+from imgpipe.validate.chunked import ExactRows, ProjectedBound, quantise
 from imgpipe.validate.duplicates import best_per_pair, bucket_candidates, lsh_keys, query_spans
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -173,8 +175,10 @@ class _Index:
     def finish(self, bits: int) -> None:
         """Sort the images by key per table, one table at a time (flat images sit in no bucket),
         and note where each key's bucket starts: a fixed 4 MiB per table at 20 bits, instead of
-        the sorted keys (64 bytes per image) and two binary searches per lookup."""
+        the sorted keys (64 bytes per image) and two binary searches per lookup. Then the first
+        filter's projections of the full views (:class:`ProjectedBound`)."""
         indexed = np.nonzero(self.usable)[0]
+        self.projected = ProjectedBound(len(self.usable), indexed, self._full_views, self.dim)
         position = np.int32 if len(self.usable) < 2**31 else np.int64
         tables = self.keys.shape[1]
         self.order = np.empty((tables, len(indexed)), position)
@@ -184,6 +188,15 @@ class _Index:
             self.order[t] = indexed[np.argsort(column, kind="stable")]
             np.cumsum(np.bincount(column, minlength=1 << bits), out=self.bucket_starts[t, 1:])
         del self.keys
+
+    def _full_views(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """float64 full views of ``rows`` as held in memory, and how far each may be from the exact
+        one (0 in memory; the int8 codes' error bound otherwise)."""
+        if self.centre is not None:
+            views = self.centre[rows].astype(np.float64)
+            return views, np.zeros(len(views))
+        views = self.codes[rows].astype(np.float64) * self.scale[rows, None].astype(np.float64)
+        return views, self.bound[rows].astype(np.float64)
 
     def may_reach(self, query: np.ndarray, q: np.ndarray, other: np.ndarray, level: float) -> np.ndarray:
         """Whether the exact similarity of ``query[q]`` and ``other``'s full view may reach
@@ -304,13 +317,14 @@ def _query_block(index: _Index, s: int, thumbs: np.ndarray, planes: np.ndarray, 
         if not live.any():
             continue
         qkeys = lsh_keys(query, planes, np.uint32)
+        projected = index.projected.project_queries(query)
         for r0, r1 in _query_spans(index.bucket_starts, qkeys, live):
             q, other = bucket_candidates(qkeys[r0:r1], None, index.order, live[r0:r1], s + r0, n,
                                          index.bucket_starts)
             q += r0
             for c in range(0, len(q), SIMILARITY_BATCH):
-                hq, ho, hs = _coarse_hits(index, query, q[c : c + SIMILARITY_BATCH], other[c : c + SIMILARITY_BATCH],
-                                          candidate)
+                hq, ho, hs = _coarse_hits(index, query, projected, q[c : c + SIMILARITY_BATCH],
+                                          other[c : c + SIMILARITY_BATCH], candidate)
                 cq.append(hq)
                 co.append(ho)
                 cs.append(hs)
@@ -341,9 +355,12 @@ def _query_spans(bucket_starts: np.ndarray, qkeys: np.ndarray, live: np.ndarray)
     return query_spans(count, live, LOOKUP_CANDIDATES)
 
 
-def _coarse_hits(index: _Index, query: np.ndarray, q: np.ndarray, other: np.ndarray,
-                 candidate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidates whose coarse similarity reaches ``candidate``, with it."""
+def _coarse_hits(index: _Index, query: np.ndarray, projected: tuple[np.ndarray, np.ndarray], q: np.ndarray,
+                 other: np.ndarray, candidate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates whose coarse similarity reaches ``candidate``, with it (``projected``: the
+    queries' :meth:`ProjectedBound.project_queries`)."""
+    maybe = index.projected.may_reach(projected, q, other, candidate)
+    q, other = q[maybe], other[maybe]
     if index.centre is not None:
         sim = np.einsum("nd,nd->n", query[q], index.centre[other])
     else:  # the int8 filter: exact rows read only for the candidates that may reach ``candidate``

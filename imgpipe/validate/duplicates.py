@@ -163,11 +163,13 @@ def centre_chunk(pixels: np.ndarray, start: int, margin: int) -> tuple[np.ndarra
 
 def query_chunk(pixels: np.ndarray, start: int, margin: int, planes: np.ndarray, sorted_keys: np.ndarray,
                 order: np.ndarray, usable: np.ndarray, codes: np.ndarray, scale: np.ndarray, bound: np.ndarray,
-                threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                threshold: float, projected=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One chunk's candidates that may be near duplicates ``(a, b, a's shifted embedding)`` (row
     positions, ``a`` in the chunk): its shifted embeddings looked up in the tables, each candidate
-    kept when its similarity to ``b``'s quantised centred embedding, plus that one's error bound,
-    may reach ``threshold``. The caller verifies them on the exact embeddings."""
+    kept when ``projected`` (a :class:`imgpipe.validate.chunked.ProjectedBound`, optional: the
+    cheap first filter) and then its similarity to ``b``'s quantised centred embedding, plus that
+    one's error bound, say it may reach ``threshold``. The caller verifies them on the exact
+    embeddings, so the pairs do not depend on the filters."""
     n = len(usable)
     s = start
     table = integral(pixels)
@@ -176,6 +178,7 @@ def query_chunk(pixels: np.ndarray, start: int, margin: int, planes: np.ndarray,
     for oy, ox in half_offsets(margin):
         query, _ = embed(table, oy, ox, margin)
         qkeys = lsh_keys(query, planes, sorted_keys.dtype)
+        projected_queries = projected.project_queries(query) if projected is not None else None
         count = sum(np.searchsorted(sorted_keys[t], qkeys[:, t], "right")
                     - np.searchsorted(sorted_keys[t], qkeys[:, t], "left") for t in range(len(sorted_keys)))
         for r0, r1 in query_spans(count, ok, LOOKUP_CANDIDATES):
@@ -183,6 +186,9 @@ def query_chunk(pixels: np.ndarray, start: int, margin: int, planes: np.ndarray,
             q += r0
             for c in range(0, len(q), SIMILARITY_BATCH):
                 qc, oc = q[c : c + SIMILARITY_BATCH], other[c : c + SIMILARITY_BATCH]
+                if projected is not None:
+                    first = projected.may_reach(projected_queries, qc, oc, threshold)
+                    qc, oc = qc[first], oc[first]
                 # |query| <= 1, so the exact similarity is within ``bound`` of the quantised one
                 approx = np.einsum("nd,nd->n", query[qc], codes[oc].astype(np.float32)) * scale[oc]
                 maybe = approx + bound[oc] * np.float32(1.0001) + np.float32(1e-4) >= threshold
@@ -208,7 +214,7 @@ def near_duplicate_pairs(
     ``pixels``: an ``(N, H, W, C)`` array or an :class:`imgpipe.validate.chunked.PixelSource`,
     read twice, ``chunk`` images at a time (default: 12 MiB of pixels), so memory holds only
     the per-image embeddings and tables; the pairs do not depend on the chunk size."""
-    from imgpipe.validate.chunked import ExactRows, as_source, quantise, rows_per_chunk
+    from imgpipe.validate.chunked import ExactRows, ProjectedBound, as_source, quantise, rows_per_chunk
 
     source = as_source(pixels)
     n = source.n
@@ -218,7 +224,8 @@ def near_duplicate_pairs(
     rows = chunk or rows_per_chunk(source.shape, cap=QUERY_ROWS)
     dim = GRID * GRID * source.shape[-1]
     # What stays in memory per image: the centred embedding quantised to int8 with its scale and
-    # error bound (155 bytes; the query's filter), the tables (8 bytes per table) and a flag. The
+    # error bound (155 bytes; the query's filter), its projection for the first filter (44 bytes:
+    # ProjectedBound), the tables (8 bytes per table) and a flag. The
     # exact float32 embeddings (588 bytes) go to ExactRows (a temporary file past 64 MiB) and are
     # read back for the keys, then for the candidates the filter lets through only.
     exact = ExactRows(n, dim)
@@ -251,10 +258,12 @@ def near_duplicate_pairs(
             order[t] = indexed[by_key]
             sorted_keys[t] = column[by_key]
         del keys, column, by_key
+        projected = ProjectedBound.of_codes(indexed, codes, scale, bound)
         hit_a, hit_b, hit_v = [], [], []
         for _, _, (a, b, query) in source.map(query_chunk, rows, margin=margin, planes=planes,
                                               sorted_keys=sorted_keys, order=order, usable=usable, codes=codes,
-                                              scale=scale, bound=bound, threshold=threshold):
+                                              scale=scale, bound=bound, threshold=threshold,
+                                              projected=projected):
             sim = np.einsum("nd,nd->n", query, exact.read(b)) if len(b) else np.zeros(0, np.float32)
             hit = sim >= threshold
             hit_a.append(a[hit])
