@@ -216,13 +216,17 @@ class ProjectedBound:
     it travels to pool and Dask workers with the query tasks."""
 
     def __init__(self, n: int, indexed: np.ndarray, views: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                 dim: int, rows_at_once: int = 16384) -> None:
+                 dim: int, rows_at_once: int = 2048) -> None:
         """``views(rows)``: the float64 embeddings of ``rows`` as held, and how far each may be from
-        the exact one (0 when exact)."""
+        the exact one (0 when exact); asked ``rows_at_once`` rows at a time (a few MB of transients:
+        16,384 at once held ~140 MB for a moment)."""
         k = min(PROJECTED_DIMS, dim)
         sample = indexed[np.unique(np.linspace(0, len(indexed) - 1, min(len(indexed), BASIS_SAMPLE)).astype(np.int64))]
-        held = views(sample)[0] if len(sample) else np.zeros((0, dim))
-        eigenvalues, vectors = np.linalg.eigh(held.T @ held)  # dim directions however few rows
+        moments = np.zeros((dim, dim))
+        for s in range(0, len(sample), rows_at_once):
+            held = views(sample[s : s + rows_at_once])[0]
+            moments += held.T @ held
+        eigenvalues, vectors = np.linalg.eigh(moments)  # dim directions however few rows
         self.basis = vectors[:, np.argsort(-eigenvalues, kind="stable")[:k]].astype(np.float32)
         exact_basis = self.basis.astype(np.float64)
         self.records = np.zeros((n, k + 4 * _RECORD_FLOATS), np.uint8)
